@@ -1,0 +1,41 @@
+# gmnae — the two commands a newcomer needs:
+#   make train   set up, build the embedded default zoo if missing, train the autoencoder on it
+#   make test    set up, run the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATASET ?= digits-inr
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup train zoo test test-all bench scatter clean
+
+$(BIN)/gmnae: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,lap]'
+	touch $@
+
+setup: $(BIN)/gmnae
+
+train: setup
+	$(BIN)/gmnae train dataset=$(DATASET) $(ARGS)
+
+zoo: setup
+	$(BIN)/gmnae zoo build $(DATASET)
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/gmnae bench
+
+# Optional: torch-scatter has no wheels; it builds from source against the installed torch (~6 min on 2 cores).
+scatter: setup
+	$(BIN)/pip install --no-build-isolation -e '.[scatter]'
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

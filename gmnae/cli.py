@@ -1,0 +1,95 @@
+"""`gmnae` command line: train, evaluate, merge, zoo (build | info | verify | import), bench.
+
+    gmnae zoo build digits-inr            # train the built-in INR zoo (resumable)
+    gmnae train dataset=digits-inr        # OmegaConf overrides as key=value
+    gmnae merge a.pt b.pt --method wm-signed --out merged.pt
+    gmnae evaluate runs/<run>/checkpoints/last.ckpt
+
+Each subcommand lives in its own module with `add_arguments(parser)` and `run(args)`; modules are
+imported only when their command runs, so `gmnae zoo info` does not pay for Lightning's import.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import GmnaeError
+
+# command -> (module, help)
+COMMANDS = {
+    "train": ("gmnae.train", "train an autoencoder: gmnae train dataset=NAME key=value ..."),
+    "evaluate": ("gmnae.evaluate", "interpolation/barrier evaluation of a trained checkpoint"),
+    "merge": ("gmnae.merge.command", "align and merge two networks (weight matching)"),
+    "bench": ("gmnae.bench", "run the benchmarks (prints ratios, writes bench/results.json)"),
+}
+ZOO_COMMANDS = {
+    "build": ("gmnae.zoo.commands", "build", "train a built-in zoo (digits-inr, digits-cnn)"),
+    "info": ("gmnae.zoo.commands", "info", "architecture, counts and metric summary of a zoo"),
+    "verify": ("gmnae.zoo.commands", "verify", "recompute checksums, reject NaN/Inf parameters"),
+}
+IMPORT_COMMANDS = {
+    "small-cnn-zoo": ("gmnae.zoo.import_small_cnn_zoo", "import the CIFAR-10 Small CNN Zoo (Unterthiner et al.)"),
+    "mnist-inr": ("gmnae.zoo.import_mnist_inr", "import the DWSNets MNIST-INR zoo"),
+}
+
+
+def _attach(sub, name, module, help, prefix=""):
+    p = sub.add_parser(name, help=help, description=help)
+    mod = importlib.import_module(module)
+    getattr(mod, f"add_{prefix}arguments")(p)
+    p.set_defaults(_run=getattr(mod, f"run{('_' + prefix.rstrip('_')) if prefix else ''}"))
+    return p
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gmnae", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    # Import only the module of the command being run (argv[0]), but list every command in --help.
+    wanted = argv[0] if argv else None
+    for name, (module, help) in COMMANDS.items():
+        if name == wanted:
+            _attach(sub, name, module, help)
+        else:
+            sub.add_parser(name, help=help, add_help=False)
+    zoo = sub.add_parser("zoo", help="build, inspect, verify and import zoos")
+    zsub = zoo.add_subparsers(dest="zoo_command", required=True)
+    zwanted = argv[1] if len(argv) > 1 and wanted == "zoo" else None
+    for name, (module, fn, help) in ZOO_COMMANDS.items():
+        if name == zwanted:
+            _attach(zsub, name, module, help, prefix=f"{fn}_")
+        else:
+            zsub.add_parser(name, help=help, add_help=False)
+    imp = zsub.add_parser("import", help="import a published zoo from files on disk")
+    isub = imp.add_subparsers(dest="import_command", required=True)
+    iwanted = argv[2] if len(argv) > 2 and zwanted == "import" else None
+    for name, (module, help) in IMPORT_COMMANDS.items():
+        if name == iwanted:
+            _attach(isub, name, module, help)
+        else:
+            isub.add_parser(name, help=help, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args, rest = parser.parse_known_args(argv)
+    if not hasattr(args, "_run"):
+        parser.parse_args(argv)  # prints the sub-command's usage
+        return 2
+    args.extra = rest  # `gmnae train` takes free key=value overrides
+    if rest and not getattr(args, "_accepts_overrides", False) and args.command != "train":
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    try:
+        return int(args._run(args) or 0)
+    except GmnaeError as e:
+        print(f"gmnae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gmnae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

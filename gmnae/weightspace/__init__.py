@@ -1,0 +1,14 @@
+"""Weight-space core: architectures, flat layout, batched functional forward, symmetry actions."""
+from .architecture import ACTIVATIONS, Architecture, LayerSpec, named_architecture
+from .functional import cnn_features, cnn_forward, forward, siren_render
+from .layout import flat_from_state_dict, flatten, layer_offsets, state_dict_from_flat, unflatten
+from .modules import build_module
+from .symmetry import (GroupElement, apply_element, compose, identity_element, invert, natural_kinds,
+                       random_element, random_transform)
+
+__all__ = [
+    "ACTIVATIONS", "Architecture", "LayerSpec", "named_architecture", "cnn_features", "cnn_forward",
+    "forward", "siren_render", "flat_from_state_dict", "flatten", "layer_offsets", "state_dict_from_flat",
+    "unflatten", "build_module", "GroupElement", "apply_element", "compose", "identity_element", "invert",
+    "natural_kinds", "random_element", "random_transform",
+]

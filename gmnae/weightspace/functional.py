@@ -1,0 +1,130 @@
+"""Batched functional forward of B networks of one architecture at once.
+
+    out = siren_render(arch, params, coords)          # [B, N, 1]  (B INRs on an N-point grid)
+    logits = cnn_forward(arch, params, images)        # [B, N, 10] (B CNNs on N images)
+
+Convolutions of B networks run as one grouped convolution (groups = B), so the whole batch is
+a handful of kernel calls whatever B is.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .architecture import ACTIVATIONS, Architecture
+from .layout import unflatten
+
+
+def activation_codes(activations, batch: int, device=None) -> torch.Tensor | str:
+    """Normalise an activation spec: a name (same for all) stays a str; a per-network list becomes codes [B]."""
+    if isinstance(activations, str):
+        return activations
+    if torch.is_tensor(activations):
+        return activations.to(device=device, dtype=torch.long)
+    codes = torch.tensor([ACTIVATIONS.index(a) for a in activations], dtype=torch.long, device=device)
+    if codes.numel() != batch:
+        raise ValueError(f"{codes.numel()} activations for {batch} networks")
+    return codes
+
+
+def apply_activation(z: torch.Tensor, act, w0: float = 30.0) -> torch.Tensor:
+    """`act` a name, or per-network codes [B] (index into ACTIVATIONS) broadcast over z's leading dim."""
+    if isinstance(act, str):
+        if act == "relu":
+            return torch.relu(z)
+        if act == "tanh":
+            return torch.tanh(z)
+        if act == "sine":
+            return torch.sin(w0 * z)
+        raise ValueError(f"unknown activation {act!r}")
+    shape = (-1,) + (1,) * (z.dim() - 1)
+    out = torch.zeros_like(z)
+    for code in torch.unique(act).tolist():
+        mask = (act == code).view(shape)
+        out = torch.where(mask, apply_activation(z, ACTIVATIONS[code], w0), out)
+    return out
+
+
+def network_activation(arch: Architecture, activation=None, batch: int = 0, device=None):
+    act = arch.activation if activation is None else activation
+    if isinstance(act, str) and act == "mixed":
+        raise ValueError(f"{arch.name or arch.family} mixes activations: pass each network's activation")
+    return activation_codes(act, batch, device)
+
+
+def siren_render(arch: Architecture, params: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Render B SIRENs: params `[B, P]`, coords `[N, d_in]` (shared) or `[B, N, d_in]` -> `[B, N, d_out]`."""
+    layers = unflatten(arch, params)
+    h = coords if coords.dim() == 3 else coords.unsqueeze(0).expand(params.shape[0], -1, -1)
+    for i, (w, b) in enumerate(layers):
+        h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        if i < len(layers) - 1:
+            h = torch.sin(arch.w0 * h)
+    return h + arch.output_offset
+
+
+def _tf_pad(x: torch.Tensor, kernel: tuple[int, int], stride: int) -> torch.Tensor:
+    """TensorFlow 'same' padding: output = ceil(size / stride), extra padding at bottom/right."""
+    pads = []
+    for size, k in ((x.shape[-1], kernel[1]), (x.shape[-2], kernel[0])):
+        out = -(-size // stride)
+        total = max((out - 1) * stride + k - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+def conv_layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, stride: int, padding: str) -> torch.Tensor:
+    """B convolutions at once. x `[N, B*C_in, H, W]`, w `[B, C_out, C_in, kh, kw]`, b `[B, C_out]`."""
+    B, c_out = w.shape[:2]
+    if padding == "same":
+        x = _tf_pad(x, tuple(w.shape[-2:]), stride)
+    y = F.conv2d(x, w.reshape(B * c_out, *w.shape[2:]), b.reshape(-1), stride=stride, groups=B)
+    return y
+
+
+def cnn_features(arch: Architecture, params: torch.Tensor, images: torch.Tensor, activation=None) -> torch.Tensor:
+    """Globally pooled features of the conv stack: `[B, N, C_last]`.
+
+    images `[N, C, H, W]` (the same images for every network) or `[B, N, C, H, W]` (own batch each).
+    """
+    B = params.shape[0]
+    act = network_activation(arch, activation, B, params.device)
+    layers = unflatten(arch, params)
+    if images.dim() == 4:
+        N = images.shape[0]
+        x = images.repeat(1, B, 1, 1)  # [N, B*C, H, W]
+    else:
+        N = images.shape[1]
+        x = images.transpose(0, 1).reshape(N, B * images.shape[2], *images.shape[3:])
+    for spec, (w, b) in zip(arch.layers, layers):
+        if spec.kind != "conv":
+            break
+        x = conv_layer(x, w, b, spec.stride, spec.padding)
+        x = x.view(N, B, spec.n_out, *x.shape[-2:]).transpose(0, 1)  # [B, N, C, H, W]
+        x = apply_activation(x, act, arch.w0).transpose(0, 1).reshape(N, B * spec.n_out, *x.shape[-2:])
+    feats = x.mean(dim=(-2, -1)).view(N, B, -1).transpose(0, 1)  # [B, N, C]
+    return feats
+
+
+def cnn_forward(arch: Architecture, params: torch.Tensor, images: torch.Tensor, activation=None,
+                dropout: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits of B CNNs `[B, N, n_classes]`. `dropout`: optional per-network rate `[B]` on the pooled features."""
+    feats = cnn_features(arch, params, images, activation)
+    if dropout is not None:
+        keep = (1.0 - dropout).view(-1, 1, 1)
+        feats = feats * (torch.rand_like(feats) < keep) / keep
+    layers = unflatten(arch, params)
+    h = feats
+    for i in range(arch.n_conv, arch.n_layers):
+        w, b = layers[i]
+        h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        if i < arch.n_layers - 1:
+            h = apply_activation(h, network_activation(arch, activation, params.shape[0], params.device), arch.w0)
+    return h + arch.output_offset
+
+
+def forward(arch: Architecture, params: torch.Tensor, inputs: torch.Tensor, activation=None) -> torch.Tensor:
+    """Dispatch on the family: coordinates for SIRENs, images for CNNs."""
+    if arch.family == "siren":
+        return siren_render(arch, params, inputs)
+    return cnn_forward(arch, params, inputs, activation)

@@ -1,0 +1,5 @@
+"""Zoos: the HDF5 shard format (write, read, verify), the forge that trains built-in zoos, importers."""
+from .format import MANIFEST, Zoo, ZooWriter, missing_zoo_hint, open_zoo
+from .verify import verify_zoo
+
+__all__ = ["MANIFEST", "Zoo", "ZooWriter", "missing_zoo_hint", "open_zoo", "verify_zoo"]

@@ -1,0 +1,49 @@
+"""`gmnae zoo build | info | verify`."""
+from __future__ import annotations
+
+import argparse
+
+from .format import Zoo
+from .verify import verify_zoo
+
+
+def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="built-in zoo: digits-inr or digits-cnn")
+    p.add_argument("--out", help="zoo folder (default zoo/NAME)")
+    p.add_argument("--size", type=int, help="digits-inr: number of images; digits-cnn: number of networks")
+    p.add_argument("--seeds", type=int, help="digits-inr: INRs per image (default 2)")
+    p.add_argument("--steps", type=int, help="training steps per network")
+    p.add_argument("--block-size", type=int, dest="block_size", help="networks trained together per block")
+    p.add_argument("--seed", type=int, help="zoo seed (default 0)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_build(args) -> int:
+    from .forge import build_zoo
+
+    out = build_zoo(args.name, args.out, progress=not args.no_progress, threads=args.threads, size=args.size,
+                    seeds=args.seeds, steps=args.steps, block_size=args.block_size, seed=args.seed)
+    counts = verify_zoo(out)
+    print(f"verified {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def add_info_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("zoo", help="zoo folder")
+
+
+def run_info(args) -> int:
+    print(Zoo(args.zoo).summary())
+    return 0
+
+
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("zoo", help="zoo folder")
+    p.add_argument("--no-finite-check", action="store_true", help="only checksums and shapes")
+
+
+def run_verify(args) -> int:
+    counts = verify_zoo(args.zoo, check_finite=not args.no_finite_check)
+    print(f"ok: {args.zoo}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " networks, checksums match, all finite")
+    return 0
