@@ -107,12 +107,16 @@ def cnn_features(arch: Architecture, params: torch.Tensor, images: torch.Tensor,
 
 
 def cnn_forward(arch: Architecture, params: torch.Tensor, images: torch.Tensor, activation=None,
-                dropout: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits of B CNNs `[B, N, n_classes]`. `dropout`: optional per-network rate `[B]` on the pooled features."""
+                dropout: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Logits of B CNNs `[B, N, n_classes]`.
+
+    `dropout`: optional per-network rate `[B]` on the pooled features (training), masks drawn from `generator`.
+    """
     feats = cnn_features(arch, params, images, activation)
     if dropout is not None:
-        keep = (1.0 - dropout).view(-1, 1, 1)
-        feats = feats * (torch.rand_like(feats) < keep) / keep
+        keep = (1.0 - dropout).view(-1, 1, 1).to(feats)
+        noise = torch.rand(feats.shape, generator=generator, dtype=feats.dtype).to(feats.device)
+        feats = feats * (noise < keep) / keep
     layers = unflatten(arch, params)
     h = feats
     for i in range(arch.n_conv, arch.n_layers):

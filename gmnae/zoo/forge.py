@@ -209,7 +209,7 @@ def train_cnns(arch: Architecture, hp: dict[str, np.ndarray], cfg: DigitsCNNConf
         idx = torch.gather(order, 1, pick)
         xb, yb = x_train[idx], y_train[idx]  # [B, batch, 1, 8, 8], [B, batch]
         params.requires_grad_(True)
-        logits = cnn_forward(arch, params, xb, act, dropout=drop)
+        logits = cnn_forward(arch, params, xb, act, dropout=drop, generator=generator)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum") / cfg.batch
         (grad,) = torch.autograd.grad(loss, params)
         with torch.no_grad():

@@ -110,9 +110,8 @@ class ZooWriter:
         params = np.asarray(params, dtype=np.float32)
         if params.ndim != 2 or params.shape[1] != self.arch.n_params:
             raise ValueError(f"params of shape {params.shape} do not fit {self.arch.describe()}")
-        buf = self.buffers.setdefault(split, [])
-        buf.append((params, {k: np.asarray(v) for k, v in meta.items()}))
-        while sum(len(p) for p, _ in buf) >= self.rows_per_shard:
+        self.buffers.setdefault(split, []).append((params, {k: np.asarray(v) for k, v in meta.items()}))
+        while sum(len(p) for p, _ in self.buffers[split]) >= self.rows_per_shard:
             self._flush(split, self.rows_per_shard)
 
     def _flush(self, split: str, rows: int | None = None) -> None:
