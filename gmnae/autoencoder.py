@@ -1,0 +1,154 @@
+"""The weight-space autoencoder: ScaleGMN encoder -> latent -> decoder -> decoded networks.
+
+    model = WeightSpaceAutoencoder(arch.to_dict(), kind="inr", encoder={...}, decoder={...}, optim={...})
+    z = model.encode(params, activation)          # invariant latent [B, latent_dim]
+    decoded = model.decode(z)                     # [B, P], one canonical representative per orbit
+
+Loss (functional, DESIGN.md §5): INR — MSE of the renderings on the coordinate grid (PSNR too);
+CNN — distillation KL (temperature T, × T²) on task images, plus the decoded networks' accuracy.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric
+
+from .datamodule import Batch
+from .losses import distillation_kl, inr_render_mse
+from .nn.decoder import build_decoder
+from .tasks.grid import coordinate_grid
+from .weightspace import ACTIVATIONS, Architecture
+
+SYMMETRY_OF_ACTIVATION = {"sine": "sign", "tanh": "sign", "relu": "scale", "mixed": "hetero"}
+
+
+def resolve_symmetry(symmetry: str, activation: str) -> str:
+    return SYMMETRY_OF_ACTIVATION[activation] if symmetry == "auto" else symmetry
+
+
+class WeightSpaceAutoencoder(L.LightningModule):
+    def __init__(self, arch: dict, kind: str, encoder: dict, decoder: dict, optim: dict, loss: dict | None = None,
+                 task: dict | None = None, data_root: str | None = None, resolution: int = 28):
+        super().__init__()
+        self.save_hyperparameters()
+        from .nn import EncoderConfig, ScaleGMNEncoder
+
+        self.arch = Architecture.from_dict(arch)
+        self.kind = kind
+        enc = dict(encoder)
+        enc["symmetry"] = resolve_symmetry(enc.get("symmetry", "auto"), self.arch.activation)
+        self.encoder = ScaleGMNEncoder(self.arch, EncoderConfig.from_dict(enc))
+        dec = dict(decoder)
+        self.decoder = build_decoder(dec.pop("kind", "mlp"), self.encoder.latent_dim, self.arch.n_params, **dec)
+        self.optim_cfg = dict(optim)
+        self.loss_cfg = dict(loss or {})
+        self.task = dict(task or {})
+        self.data_root = data_root
+        self.register_buffer("coords", coordinate_grid(resolution), persistent=False)
+        self._task_images: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.metrics = torch.nn.ModuleDict({
+            f"{stage}_{name}": MeanMetric()
+            for stage in ("train", "val", "test")
+            for name in (("loss", "psnr") if kind == "inr" else ("loss", "accuracy", "teacher_accuracy", "agreement"))
+        })
+        self.image_generator: torch.Generator | None = None
+
+    # ---- the model ------------------------------------------------------------------------
+    def _activation(self, codes: torch.Tensor | None):
+        """The encoder/forward activation argument: the architecture's name, or per-network codes if mixed."""
+        if self.arch.activation != "mixed":
+            return self.arch.activation
+        return codes
+
+    def encode(self, params: torch.Tensor, activation_codes: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(params, activation=self._activation(activation_codes))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, params: torch.Tensor, activation_codes: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(params, activation_codes))
+
+    # ---- task data (CNN zoos) -------------------------------------------------------------
+    def task_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images the distillation loss uses: "train" for training, "test" (held out) for validation."""
+        if split not in self._task_images:
+            from .tasks.classification import task_images
+
+            x, y = task_images(self.task, split, self.data_root)
+            self._task_images[split] = (x.to(self.device), y.to(self.device))
+        return self._task_images[split]
+
+    def _image_batch(self, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.task_images(split)
+        if split != "train":  # validation: a fixed set, identical on every rank and every epoch
+            return x[:n], y[:n]
+        if self.image_generator is None:
+            self.image_generator = torch.Generator().manual_seed(1000 + self.global_rank)
+        idx = torch.randint(len(x), (n,), generator=self.image_generator).to(x.device)
+        return x[idx], y[idx]
+
+    # ---- steps ----------------------------------------------------------------------------
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        params, valid = batch.params, batch.valid
+        act = self._activation(batch.activation)
+        decoded = self(params, batch.activation)
+        if self.kind == "inr":
+            per_net = inr_render_mse(self.arch, params, decoded, self.coords)
+            self.metrics[f"{stage}_psnr"].update(10 * torch.log10(1.0 / per_net.detach().clamp_min(1e-12)), valid)
+        else:
+            n_img = self.loss_cfg.get("task_batch", 128) if stage == "train" else self.loss_cfg.get("val_images", 512)
+            x, y = self._image_batch("train" if stage == "train" else "test", n_img)
+            per_net, t_logits, s_logits = distillation_kl(self.arch, params, decoded, x,
+                                                          self.loss_cfg.get("temperature", 4.0), act)
+            s_pred, t_pred = s_logits.argmax(-1), t_logits.argmax(-1)
+            self.metrics[f"{stage}_accuracy"].update((s_pred == y).float().mean(1), valid)
+            self.metrics[f"{stage}_teacher_accuracy"].update((t_pred == y).float().mean(1), valid)
+            self.metrics[f"{stage}_agreement"].update((s_pred == t_pred).float().mean(1), valid)
+        loss = (per_net * valid).sum() / valid.sum().clamp_min(1.0)
+        self.metrics[f"{stage}_loss"].update(per_net.detach(), valid)
+        on_step = stage == "train"
+        for key, metric in self.metrics.items():
+            if key.startswith(stage):
+                self.log(f"{stage}/{key[len(stage) + 1:]}", metric, on_step=on_step, on_epoch=True,
+                         prog_bar=key.endswith("loss") or key.endswith("psnr"), batch_size=len(batch))
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    # ---- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        opt = torch.optim.AdamW(self.parameters(), lr=o.get("lr", 1e-3), weight_decay=o.get("weight_decay", 0.01))
+        warmup = int(o.get("warmup_steps", 0))
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        schedule, floor = o.get("schedule", "constant"), o.get("min_lr_ratio", 0.05)
+
+        def factor(step: int) -> float:
+            if warmup and step < warmup:
+                return (step + 1) / warmup
+            if schedule == "cosine":
+                t = min(1.0, (step - warmup) / max(1, total - warmup))
+                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+            return 1.0
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch.to(device, non_blocking=True) if isinstance(batch, Batch) else batch
+
+
+def activation_code_tensor(names: list[str]) -> torch.Tensor:
+    return torch.tensor([ACTIVATIONS.index(a) for a in names], dtype=torch.long)

@@ -1,0 +1,226 @@
+"""Streaming a zoo's splits from HDF5 shards into training.
+
+`ShardStream` is an IterableDataset that yields whole batches:
+
+1. the split's rows are grouped into *units* (a shard's chunk of `CHUNK_ROWS` consecutive rows);
+   each epoch the units are shuffled (seed, epoch), then rows are shuffled within a bounded
+   window (`shuffle_buffer`), so reads stay chunk-sequential;
+2. the resulting order is cut into one contiguous block per DDP rank, every rank the same size:
+   training drops the remainder (no network is read twice in an epoch), evaluation pads the
+   last rank with rows flagged `valid = 0` (every network counted exactly once);
+3. each rank's block is cut into batches, and DataLoader workers take batches round-robin, so
+   every rank yields the same number of batches whatever the worker count (DDP never waits).
+
+HDF5 files are opened lazily inside each worker (never before workers fork) and kept open.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import h5py
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .errors import ZooError
+from .weightspace.architecture import ACTIVATIONS
+from .zoo.format import CHUNK_ROWS, Zoo
+
+
+@dataclass
+class Batch:
+    """What a training step receives."""
+
+    params: torch.Tensor      # [B, P] float32
+    index: torch.Tensor       # [B] row index within the split
+    valid: torch.Tensor       # [B] 1.0 for real rows, 0.0 for DDP padding
+    activation: torch.Tensor  # [B] index into ACTIVATIONS
+
+    def to(self, device, non_blocking: bool = False) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=non_blocking) for t in (self.params, self.index, self.valid,
+                                                                         self.activation)))
+
+    def pin_memory(self) -> "Batch":
+        return Batch(*(t.pin_memory() for t in (self.params, self.index, self.valid, self.activation)))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def _collate_identity(x):
+    return x
+
+
+class ShardStream(IterableDataset):
+    """Batches of one split of a zoo, shuffled chunk-aware, sharded over DDP ranks and workers."""
+
+    def __init__(self, zoo: Zoo, split: str, batch_size: int, rows: np.ndarray | None = None,
+                 shuffle: bool = True, drop_last: bool = True, shuffle_buffer: int = 1024, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, activation_codes: np.ndarray | None = None):
+        self.root, self.split = zoo.root, split
+        self.shards = [(str(s.path), s.count) for s in zoo.shards(split)]
+        offsets = np.cumsum([0] + [c for _, c in self.shards])
+        self.offsets = offsets
+        total = int(offsets[-1])
+        # Rows of the split to use (a filter, e.g. one activation of a mixed zoo); sorted = file order.
+        self.rows = np.arange(total) if rows is None else np.sort(np.asarray(rows))
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.shuffle_buffer, self.seed = shuffle_buffer, seed
+        self.rank, self.world_size = rank, world_size
+        self.activation_codes = (np.zeros(total, np.int64) if activation_codes is None else activation_codes)
+        self.epoch = 0      # epoch of the first pass; each further pass over this object is the next epoch
+        self._passes = 0    # counted per copy: persistent workers each keep theirs in step
+        self._files: dict[str, h5py.File] = {}
+        if len(self.rows) < world_size * (batch_size if drop_last else 1):
+            raise ZooError(f"split {split!r} of {self.root} has {len(self.rows)} networks: too few for "
+                           f"{world_size} process(es) x batch {batch_size}; lower data.batch_size")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._passes = epoch, 0
+
+    # -- order ------------------------------------------------------------------------------
+    def epoch_order(self) -> np.ndarray:
+        rows = self.rows
+        if not self.shuffle:
+            return rows
+        rng = np.random.default_rng([self.seed, self.epoch + max(self._passes - 1, 0)])
+        unit_of = rows // CHUNK_ROWS  # chunks never straddle shards when shards are CHUNK_ROWS-aligned
+        units, starts = np.unique(unit_of, return_index=True)
+        bounds = np.append(starts, len(rows))
+        order = np.concatenate([rows[bounds[u]:bounds[u + 1]] for u in rng.permutation(len(units))])
+        w = max(1, self.shuffle_buffer)
+        for s in range(0, len(order), w):
+            rng.shuffle(order[s:s + w])
+        return order
+
+    def rank_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, valid) of this rank for this epoch."""
+        order = self.epoch_order()
+        if self.drop_last:
+            per_rank = len(order) // self.world_size
+            mine = order[self.rank * per_rank:(self.rank + 1) * per_rank]
+            n_batches = len(mine) // self.batch_size
+            mine = mine[:n_batches * self.batch_size]
+            return mine, np.ones(len(mine), np.float32)
+        per_rank = math.ceil(len(order) / self.world_size)
+        mine = order[self.rank * per_rank:(self.rank + 1) * per_rank]
+        valid = np.ones(per_rank, np.float32)
+        if len(mine) < per_rank:  # pad with repeats that do not count
+            valid[len(mine):] = 0.0
+            mine = np.concatenate([mine, np.resize(order, per_rank - len(mine))])
+        return mine, valid
+
+    def __len__(self) -> int:
+        n = len(self.rows)
+        if self.drop_last:
+            return (n // self.world_size) // self.batch_size
+        return math.ceil(math.ceil(n / self.world_size) / self.batch_size)
+
+    # -- reading ----------------------------------------------------------------------------
+    def _file(self, path: str) -> h5py.File:
+        f = self._files.get(path)
+        if f is None:
+            try:
+                f = h5py.File(path, "r", rdcc_nbytes=16 * 2**20)
+            except OSError as e:
+                raise ZooError(f"shard {path} cannot be read ({e}); run `gmnae zoo verify {self.root}`") from e
+            self._files[path] = f
+        return f
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Parameters of split rows (any order), reading each shard's span in one slice."""
+        out = np.empty((len(rows), 0), np.float32)
+        shard_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        parts = {}
+        for s in np.unique(shard_of):
+            sel = np.flatnonzero(shard_of == s)
+            local = rows[sel] - self.offsets[s]
+            lo, hi = int(local.min()), int(local.max()) + 1
+            block = self._file(self.shards[s][0])["params"][lo:hi]
+            parts[s] = (sel, block[local - lo])
+        out = np.empty((len(rows), parts[next(iter(parts))][1].shape[1]), np.float32)
+        for sel, values in parts.values():
+            out[sel] = values
+        return out
+
+    def __iter__(self):
+        self._passes += 1
+        rows, valid = self.rank_rows()
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        n_batches = len(self)
+        for b in range(worker, n_batches, n_workers):
+            r = rows[b * self.batch_size:(b + 1) * self.batch_size]
+            v = valid[b * self.batch_size:(b + 1) * self.batch_size]
+            yield Batch(torch.from_numpy(self.read_rows(r)), torch.from_numpy(r.astype(np.int64)),
+                        torch.from_numpy(v), torch.from_numpy(self.activation_codes[r]))
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_files"] = {}  # handles never cross a fork/pickle
+        return state
+
+
+class ZooDataModule(L.LightningDataModule):
+    """Train/val/test streams of a zoo, plus what the functional loss needs (grid, targets, task images)."""
+
+    def __init__(self, zoo_path: str, batch_size: int = 64, val_batch_size: int | None = None,
+                 num_workers: int = 0, shuffle_buffer: int = 1024, pin_memory: bool | str = "auto",
+                 activation: str | None = None, limit_train_networks: int | None = None, seed: int = 0,
+                 data_root: str | None = None):
+        super().__init__()
+        self.zoo = Zoo(zoo_path)
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
+        self.num_workers, self.shuffle_buffer, self.pin = num_workers, shuffle_buffer, pin_memory
+        self.activation, self.limit_train = activation, limit_train_networks
+        self.seed, self.data_root = seed, data_root
+        self.streams: dict[str, ShardStream] = {}
+
+    @property
+    def arch(self):
+        arch = self.zoo.arch
+        return arch.with_activation(self.activation) if self.activation else arch
+
+    def split_rows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows kept, activation code of every row) of a split."""
+        acts = np.array([ACTIVATIONS.index(a) for a in self.zoo.activations(split)], dtype=np.int64)
+        rows = np.arange(len(acts))
+        if self.activation:
+            rows = rows[acts == ACTIVATIONS.index(self.activation)]
+            if len(rows) == 0:
+                raise ZooError(f"zoo {self.zoo.root} has no {self.activation} networks in split {split!r}")
+        if split == "train" and self.limit_train:
+            rows = rows[: self.limit_train]
+        return rows, acts
+
+    def _stream(self, split: str, train: bool) -> ShardStream:
+        rank = self.trainer.global_rank if self.trainer else 0
+        world = self.trainer.world_size if self.trainer else 1
+        key = f"{split}:{train}"
+        if key not in self.streams:
+            rows, acts = self.split_rows(split)
+            self.streams[key] = ShardStream(
+                self.zoo, split, self.batch_size if train else self.val_batch_size, rows=rows, shuffle=train,
+                drop_last=train, shuffle_buffer=self.shuffle_buffer, seed=self.seed, rank=rank, world_size=world,
+                activation_codes=acts)
+        stream = self.streams[key]
+        if train and self.trainer is not None:
+            stream.set_epoch(self.trainer.current_epoch)
+        return stream
+
+    def _loader(self, stream: ShardStream) -> DataLoader:
+        on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        pin = on_gpu if self.pin == "auto" else bool(self.pin)
+        return DataLoader(stream, batch_size=None, num_workers=self.num_workers, pin_memory=pin,
+                          persistent_workers=self.num_workers > 0, collate_fn=_collate_identity)
+
+    def train_dataloader(self):
+        return self._loader(self._stream("train", True))
+
+    def val_dataloader(self):
+        return self._loader(self._stream("val", False))
+
+    def test_dataloader(self):
+        return self._loader(self._stream("test", False))

@@ -1,0 +1,226 @@
+"""`gmnae train`: train a weight-space autoencoder on a zoo.
+
+    gmnae train                                   # dataset=digits-inr, built first if missing
+    gmnae train dataset=digits-cnn trainer.max_epochs=5 optim.lr=3e-4
+    gmnae train --resume runs/digits-inr-scalegmn-small-s0      # continue from its last.ckpt
+    gmnae train trainer=ddp trainer.devices=2                   # Lightning launches 2 processes
+    torchrun --nproc_per_node=2 -m gmnae train trainer=ddp trainer.devices=2
+    srun gmnae train trainer=slurm ...                          # see scripts/slurm/train.sbatch
+
+Every run gets a folder `runs/<name>/` with the resolved `config.yaml`, `checkpoints/`
+(`last.ckpt` and the best by validation loss), `tensorboard/`, `csv/metrics.csv` and the reports.
+Bad input (unknown dataset, missing zoo, architecture mismatch, corrupt shard) stops with one line
+before any training starts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .config import load_config, save_config
+from .errors import ConfigError, GmnaeError, ZooError
+from .weightspace import named_architecture
+from .zoo.format import MANIFEST, Zoo, missing_zoo_hint
+
+RUN_DIR_ENV = "GMNAE_RUN_DIR"
+VERIFY_FULL_BYTES = 1 << 30  # checksum every shard before training when the zoo is smaller than this
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (config from the run)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.epilog = "Overrides: key=value (dataset=NAME model=NAME trainer=NAME, any dotted key of configs/train.yaml)"
+
+
+def _external_launch() -> bool:
+    """True when another launcher (torchrun, srun, a Lightning parent) started several processes."""
+    return any(int(os.environ.get(k, "1")) > 1 for k in ("WORLD_SIZE", "SLURM_NTASKS")) or "LOCAL_RANK" in os.environ
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """The run folder, identical in every process of a run.
+
+    An explicit run_name is used as is. Otherwise <dataset>-<model>-s<seed>, plus the SLURM job id
+    under SLURM (so a requeued job finds its own folder). A single-process start that would reuse
+    a taken folder gets the next free -vN, and exports the choice so processes that Lightning
+    launches later inherit it instead of choosing again.
+    """
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    runs = Path(cfg.runs_dir)
+    name = cfg.run_name or f"{cfg.choices.dataset}-{cfg.choices.model}-s{cfg.seed}"
+    if not cfg.run_name and os.environ.get("SLURM_JOB_ID"):
+        name += f"-job{os.environ['SLURM_JOB_ID']}"
+    path = runs / name
+    if not cfg.run_name and not _external_launch() and cfg.ckpt_path is None and cfg.mode == "fit":
+        v = 1
+        while (path / "config.yaml").exists():
+            v += 1
+            path = runs / f"{name}-v{v}"
+        os.environ[RUN_DIR_ENV] = str(path)
+    return path
+
+
+def check_dataset(cfg: DictConfig, build_missing: bool = True) -> Zoo:
+    """Open the dataset's zoo — building it when it is a built-in one — and check it against the config."""
+    ds = cfg.dataset
+    root = Path(ds.zoo)
+    if not (root / MANIFEST).exists():
+        if ds.get("build") and build_missing and not _external_launch():
+            from .zoo.forge import build_zoo
+
+            print(f"zoo {root} is missing: building it (gmnae zoo build {ds.build}); interrupted builds resume")
+            build_zoo(ds.build, root)
+        elif ds.get("build"):
+            raise ZooError(f"{missing_zoo_hint(root)} (build it before a multi-process launch)")
+        else:
+            raise ZooError(missing_zoo_hint(root))
+    zoo = Zoo(root)
+    if ds.get("architecture"):
+        want = named_architecture(ds.architecture)
+        if zoo.arch.layers != want.layers or zoo.arch.family != want.family:
+            raise ZooError(f"zoo {root} holds {zoo.arch.describe()} but dataset {ds.name} expects "
+                           f"{want.describe()}; point dataset.zoo at the right zoo")
+    if ds.kind != ("inr" if zoo.arch.family == "siren" else "cnn"):
+        raise ZooError(f"zoo {root} holds {zoo.arch.family} networks but dataset {ds.name} is of kind {ds.kind}; "
+                       "point dataset.zoo at the right zoo")
+    for split in ("train", "val"):
+        if split not in zoo.splits:
+            raise ZooError(f"zoo {root} has no {split!r} split (it has {', '.join(zoo.splits)}); rebuild or re-import it")
+    size = sum(s.path.stat().st_size for sp in zoo.splits for s in zoo.shards(sp) if s.path.exists())
+    if size < VERIFY_FULL_BYTES:
+        from .zoo.verify import verify_zoo
+
+        verify_zoo(root)
+    else:
+        _check_structure(zoo)
+    return zoo
+
+
+def _check_structure(zoo: Zoo) -> None:
+    """Large zoos: every shard exists and opens with the right shape (checksums: `gmnae zoo verify`)."""
+    for split in zoo.splits:
+        for shard in zoo.shards(split):
+            f = zoo._open(shard)
+            with f:
+                if f["params"].shape != (shard.count, zoo.arch.n_params):
+                    raise ZooError(f"shard {shard.path} holds {f['params'].shape}, manifest says "
+                                   f"({shard.count}, {zoo.arch.n_params}); rebuild or re-import the zoo")
+
+
+def check_task_data(cfg: DictConfig, zoo: Zoo) -> None:
+    """CNN zoos need task images; say exactly which files are missing before training starts."""
+    if cfg.dataset.kind != "cnn":
+        return
+    from .tasks.classification import task_images
+
+    for split in ("train", "test"):
+        task_images(zoo.task, split, cfg.dataset.get("data_root"))
+
+
+def build_model(cfg: DictConfig, zoo: Zoo):
+    from .autoencoder import WeightSpaceAutoencoder
+
+    arch = zoo.arch.with_activation(cfg.dataset.activation) if cfg.dataset.get("activation") else zoo.arch
+    return WeightSpaceAutoencoder(
+        arch=arch.to_dict(), kind=cfg.dataset.kind,
+        encoder=OmegaConf.to_container(cfg.model.encoder), decoder=OmegaConf.to_container(cfg.model.decoder),
+        optim=OmegaConf.to_container(cfg.optim), loss=OmegaConf.to_container(cfg.loss), task=zoo.task,
+        data_root=cfg.dataset.get("data_root"), resolution=cfg.dataset.get("resolution", 28))
+
+
+def build_datamodule(cfg: DictConfig):
+    from .datamodule import ZooDataModule
+
+    d = cfg.data
+    return ZooDataModule(cfg.dataset.zoo, batch_size=d.batch_size, val_batch_size=d.val_batch_size,
+                         num_workers=d.num_workers, shuffle_buffer=d.shuffle_buffer, pin_memory=d.pin_memory,
+                         activation=cfg.dataset.get("activation"), limit_train_networks=d.limit_train_networks,
+                         seed=cfg.seed, data_root=cfg.dataset.get("data_root"))
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from .callbacks import CheckpointOnInterrupt, build_callbacks
+
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:06d}",
+                           monitor=cfg.checkpoint.monitor, mode=cfg.checkpoint.mode,
+                           save_top_k=cfg.checkpoint.save_top_k, save_last=True)
+    callbacks = [ckpt, CheckpointOnInterrupt(run_dir / "checkpoints" / "last.ckpt"),
+                 LearningRateMonitor(logging_interval="step"), *build_callbacks(cfg, run_dir), *callbacks_extra]
+    loggers = [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
+               CSVLogger(save_dir=str(run_dir), name="csv", version="")]
+    kw = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if v is not None}
+    if kw.get("strategy") == "ddp" and kw.get("accelerator") in ("cpu", "auto"):
+        import torch
+
+        if kw.get("accelerator") == "cpu" or not torch.cuda.is_available():
+            from lightning.pytorch.strategies import DDPStrategy
+
+            kw["strategy"] = DDPStrategy(process_group_backend="gloo")
+    return L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers, **kw)
+
+
+def prepare(cfg: DictConfig) -> tuple[Path, Zoo]:
+    """Everything that can fail on bad input, before Lightning starts anything."""
+    zoo = check_dataset(cfg)
+    check_task_data(cfg, zoo)
+    return resolve_run_dir(cfg), zoo
+
+
+def train(cfg: DictConfig) -> Path:
+    import lightning as L
+    import torch
+
+    run_dir, zoo = prepare(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    model = build_model(cfg, zoo)
+    dm = build_datamodule(cfg)
+    trainer = build_trainer(cfg, run_dir)
+    if trainer.is_global_zero:
+        save_config(cfg, run_dir / "config.yaml")
+    ckpt_path = cfg.ckpt_path
+    if ckpt_path == "last":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.exists():
+            raise GmnaeError(f"no checkpoint to resume at {last}; start the run without ckpt_path=last")
+        ckpt_path = str(last)
+    if cfg.mode == "validate":
+        metrics = trainer.validate(model, datamodule=dm, ckpt_path=ckpt_path, verbose=False)
+        if trainer.is_global_zero:
+            out = run_dir / "validate_metrics.json"
+            out.write_text(json.dumps(metrics[0], indent=2))
+            print(json.dumps(metrics[0]))
+    else:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        if trainer.is_global_zero:
+            print(f"run folder: {run_dir}")
+    return run_dir
+
+
+def run(args) -> int:
+    overrides = list(args.extra)
+    base = None
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.exists():
+            raise ConfigError(f"{saved} does not exist: --resume takes a run folder made by gmnae train")
+        base = OmegaConf.load(saved)
+        overrides = [f"run_name={run_dir.name}", f"runs_dir={run_dir.parent}", "ckpt_path=last", *overrides]
+    cfg = load_config(overrides, base=base)
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    if cfg.mode not in ("fit", "validate"):
+        raise ConfigError(f"mode={cfg.mode!r}: use fit or validate")
+    train(cfg)
+    return 0
