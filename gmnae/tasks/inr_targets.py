@@ -16,4 +16,8 @@ def inr_targets(task: dict, meta: dict[str, np.ndarray], zoo_root=None) -> torch
         from . import digits
 
         return digits.inr_targets(task.get("resolution", 28))[torch.from_numpy(meta["image_index"])]
+    if name == "mnist":
+        from . import mnist
+
+        return mnist.inr_targets(task, meta, zoo_root)
     return None
