@@ -97,18 +97,18 @@ class WeightSpaceAutoencoder(L.LightningModule):
         decoded = self(params, batch.activation)
         if self.kind == "inr":
             per_net = inr_render_mse(self.arch, params, decoded, self.coords)
-            self.metrics[f"{stage}_psnr"].update(10 * torch.log10(1.0 / per_net.detach().clamp_min(1e-12)), valid)
+            self.metrics[f"{stage}_psnr"](10 * torch.log10(1.0 / per_net.detach().clamp_min(1e-12)), valid)
         else:
             n_img = self.loss_cfg.get("task_batch", 128) if stage == "train" else self.loss_cfg.get("val_images", 512)
             x, y = self._image_batch("train" if stage == "train" else "test", n_img)
             per_net, t_logits, s_logits = distillation_kl(self.arch, params, decoded, x,
                                                           self.loss_cfg.get("temperature", 4.0), act)
             s_pred, t_pred = s_logits.argmax(-1), t_logits.argmax(-1)
-            self.metrics[f"{stage}_accuracy"].update((s_pred == y).float().mean(1), valid)
-            self.metrics[f"{stage}_teacher_accuracy"].update((t_pred == y).float().mean(1), valid)
-            self.metrics[f"{stage}_agreement"].update((s_pred == t_pred).float().mean(1), valid)
+            self.metrics[f"{stage}_accuracy"]((s_pred == y).float().mean(1), valid)
+            self.metrics[f"{stage}_teacher_accuracy"]((t_pred == y).float().mean(1), valid)
+            self.metrics[f"{stage}_agreement"]((s_pred == t_pred).float().mean(1), valid)
         loss = (per_net * valid).sum() / valid.sum().clamp_min(1.0)
-        self.metrics[f"{stage}_loss"].update(per_net.detach(), valid)
+        self.metrics[f"{stage}_loss"](per_net.detach(), valid)
         on_step = stage == "train"
         for key, metric in self.metrics.items():
             if key.startswith(stage):
@@ -117,9 +117,7 @@ class WeightSpaceAutoencoder(L.LightningModule):
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
+        return self._step(batch, "train")
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")

@@ -153,7 +153,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:06d}",
                            monitor=cfg.checkpoint.monitor, mode=cfg.checkpoint.mode,
                            save_top_k=cfg.checkpoint.save_top_k, save_last=True)
-    callbacks = [ckpt, CheckpointOnInterrupt(run_dir / "checkpoints" / "last.ckpt"),
+    callbacks_steps = []
+    if cfg.checkpoint.get("every_n_train_steps"):
+        callbacks_steps.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
+                                               every_n_train_steps=cfg.checkpoint.every_n_train_steps))
+    callbacks = [ckpt, *callbacks_steps, CheckpointOnInterrupt(run_dir / "checkpoints" / "last.ckpt"),
                  LearningRateMonitor(logging_interval="step"), *build_callbacks(cfg, run_dir), *callbacks_extra]
     loggers = [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
                CSVLogger(save_dir=str(run_dir), name="csv", version="")]
@@ -176,6 +180,15 @@ def prepare(cfg: DictConfig) -> tuple[Path, Zoo]:
 
 
 def train(cfg: DictConfig) -> Path:
+    exported = RUN_DIR_ENV in os.environ
+    try:
+        return _train(cfg)
+    finally:
+        if not exported:  # the choice was for this run's processes only
+            os.environ.pop(RUN_DIR_ENV, None)
+
+
+def _train(cfg: DictConfig) -> Path:
     import lightning as L
     import torch
 
@@ -200,7 +213,12 @@ def train(cfg: DictConfig) -> Path:
             out.write_text(json.dumps(metrics[0], indent=2))
             print(json.dumps(metrics[0]))
     else:
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        try:
+            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        except SIGTERMException:
+            raise SystemExit(143) from None  # 128 + SIGTERM: schedulers see the run was stopped
         if trainer.is_global_zero:
             print(f"run folder: {run_dir}")
     return run_dir

@@ -1,0 +1,96 @@
+"""Training end to end: smoke runs, checkpoints and logs, end-to-end invariance, bad input."""
+import shutil
+
+import h5py
+import pytest
+import torch
+
+from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.cli import main
+from gmnae.config import load_config
+from gmnae.train import train
+from gmnae.weightspace import random_transform
+
+from .conftest import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def inr_run(digits_inr_zoo, tmp_path_factory):
+    return train(load_config(tiny_overrides(digits_inr_zoo.root, tmp_path_factory.mktemp("runs"))))
+
+
+@pytest.fixture(scope="module")
+def cnn_run(digits_cnn_zoo, tmp_path_factory):
+    return train(load_config(tiny_overrides(digits_cnn_zoo.root, tmp_path_factory.mktemp("runs"), "digits-cnn")))
+
+
+@pytest.mark.parametrize("run", ["inr_run", "cnn_run"])
+def test_smoke_run_writes_config_checkpoints_and_logs(request, run):
+    run_dir = request.getfixturevalue(run)
+    assert (run_dir / "config.yaml").exists()
+    ckpts = {p.name for p in (run_dir / "checkpoints").glob("*.ckpt")}
+    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
+    csv = (run_dir / "csv" / "metrics.csv").read_text()
+    assert "val/loss" in csv and "train/loss_step" in csv
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 6
+
+
+def test_cnn_run_logs_distillation_metrics(cnn_run):
+    csv = (cnn_run / "csv" / "metrics.csv").read_text()
+    for key in ("val/accuracy", "val/teacher_accuracy", "val/agreement"):
+        assert key in csv
+
+
+@pytest.mark.parametrize("run,fixture,kinds", [("inr_run", "trained_sirens", "PD"),
+                                               ("cnn_run", "trained_relu_cnns", "PS"),
+                                               ("cnn_run", "trained_tanh_cnns", "PD")])
+def test_trained_model_latent_is_invariant(request, run, fixture, kinds):
+    run_dir = request.getfixturevalue(run)
+    model = WeightSpaceAutoencoder.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt").double().eval()
+    arch, params = request.getfixturevalue(fixture)
+    moved = random_transform(arch, params, kinds, generator=torch.Generator().manual_seed(3))
+    codes = torch.full((len(params),), ["sine", "relu", "tanh"].index(arch.activation))
+    with torch.no_grad():
+        z, z_moved = model.encode(params, codes), model.encode(moved, codes)
+        z_noisy = model.encode(params + 0.01 * params.std() * torch.randn_like(params), codes)
+    rel = ((z_moved - z).norm(dim=1) / z.norm(dim=1)).max()
+    assert rel < 1e-6
+    assert ((z_noisy - z).norm(dim=1) / z.norm(dim=1)).min() > 100 * rel
+
+
+def test_unknown_dataset(capsys):
+    assert main(["train", "dataset=nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no dataset config named 'nope'" in err and "digits-inr" in err and len(err.splitlines()) == 1
+
+
+def test_bad_override_syntax(capsys):
+    assert main(["train", "optim.lr"]) == 2
+    assert "not key=value" in capsys.readouterr().err
+    assert main(["train", "optimm.lr=1"]) == 2
+    assert "unknown config key 'optimm.lr'" in capsys.readouterr().err
+
+
+def test_missing_imported_zoo_names_the_import_command(tmp_path, capsys):
+    assert main(["train", "dataset=cifar10-cnn", f"dataset.zoo={tmp_path}/cifar10-cnn"]) == 2
+    err = capsys.readouterr().err
+    assert "gmnae zoo import small-cnn-zoo" in err and len(err.strip().splitlines()) == 1
+
+
+def test_architecture_mismatch(digits_cnn_zoo, tmp_path, capsys):
+    assert main(["train", "dataset=digits-inr", f"dataset.zoo={digits_cnn_zoo.root}", f"runs_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "expects siren" in err and str(digits_cnn_zoo.root) in err
+
+
+def test_corrupt_shard_stops_before_training(digits_inr_zoo, tmp_path, capsys):
+    zoo = tmp_path / "digits-inr"
+    shutil.copytree(digits_inr_zoo.root, zoo)
+    with h5py.File(zoo / "train-00000.h5", "r+") as f:
+        f["params"][0, 0] = 42.0
+    assert main(["train", f"dataset.zoo={zoo}", f"runs_dir={tmp_path}/runs"]) == 2
+    err = capsys.readouterr().err
+    assert "train-00000.h5 is corrupt" in err
+    assert not (tmp_path / "runs").exists()  # nothing started
