@@ -39,14 +39,17 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import gc
 import gzip
 import hashlib
+import itertools
 import json
 import math
 import os
 import random
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,60 +328,86 @@ def layout_permutation(entries: list[LayoutEntry], arch: Architecture, n_cols: i
 # --------------------------------------------------------------------------------------------
 # metrics.csv.gz and the order file
 # --------------------------------------------------------------------------------------------
-def _is_number(v: str) -> bool:
+class _NotNumeric(Exception):
+    def __init__(self, column: int):
+        self.column = column
+
+
+def _parse_numbers(col: tuple) -> np.ndarray:
+    """Strings -> float64 (empty cells NaN); ValueError on anything that is not a number."""
     try:
-        float(v)
-        return True
+        return np.array(col, dtype=np.float64)
     except ValueError:
-        return v.strip() == ""  # empty cells are missing numbers (NaN)
+        return np.fromiter((float(v) if v.strip() else np.nan for v in col), dtype=np.float64, count=len(col))
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
     """All columns of a metrics CSV (gzipped or not): numbers as int64/float64, the rest as str objects.
 
-    Two streaming passes (types, then values) keep memory near the size of the result. A nameless
-    column (an index pandas wrote) is skipped.
+    One streaming pass in chunks of rows, transposed to columns and parsed by NumPy; repeated strings
+    share one object. A column found non-numeric after its first chunk is read again as text. A
+    nameless column (an index pandas wrote) is skipped.
     """
-    opener = (lambda: gzip.open(path, "rt", newline="")) if str(path).endswith(".gz") else (lambda: open(path, newline=""))
+    as_text: set[int] = set()
+    enabled = gc.isenabled()
+    gc.disable()  # millions of short-lived row lists would trigger collections for nothing
     try:
-        with opener() as f:
+        while True:
+            try:
+                return _read_metrics(path, as_text)
+            except _NotNumeric as e:
+                as_text.add(e.column)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+METRICS_CHUNK_ROWS = 16384
+
+
+def _read_metrics(path: Path, as_text: set[int]) -> dict[str, np.ndarray]:
+    gz = str(path).endswith(".gz")
+    try:
+        with (gzip.open(path, "rt", newline="") if gz else open(path, newline="")) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if not header:
                 raise GmnaeError(f"{path} is empty; {SOURCE_HINT}")
-            numeric = [True] * len(header)
+            keep = [i for i, h in enumerate(header) if h.strip() and not h.startswith("Unnamed:")]
+            numeric = {i: i not in as_text for i in keep}
+            nums: dict[int, list] = {i: [] for i in keep}
+            int_text = {i: True for i in keep}  # integers only where the text has no '.', exponent, nan, inf
+            strs: dict[int, list] = {i: [] for i in keep}
             n = 0
-            for row in reader:
-                if len(row) != len(header):
-                    raise GmnaeError(f"{path} line {n + 2} has {len(row)} fields, the header {len(header)}; "
-                                     "the file is truncated or corrupt")
-                for i, v in enumerate(row):
-                    if numeric[i] and not _is_number(v):
-                        numeric[i] = False
-                n += 1
-        keep = [i for i, h in enumerate(header) if h.strip() and not h.startswith("Unnamed:")]
-        nums = {i: np.empty(n, np.float64) for i in keep if numeric[i]}
-        strs: dict[int, list] = {i: [] for i in keep if not numeric[i]}
-        intern: dict[int, dict] = {i: {} for i in strs}
-        with opener() as f:
-            reader = csv.reader(f)
-            next(reader)
-            for r, row in enumerate(reader):
-                for i, col in nums.items():
-                    v = row[i]
-                    col[r] = float(v) if v.strip() else np.nan
-                for i, col in strs.items():
-                    v = row[i]
-                    col.append(intern[i].setdefault(v, v))
+            while chunk := list(itertools.islice(reader, METRICS_CHUNK_ROWS)):
+                if set(map(len, chunk)) != {len(header)}:
+                    bad = next(j for j, row in enumerate(chunk) if len(row) != len(header))
+                    raise GmnaeError(f"{path} line {n + bad + 2} has {len(chunk[bad])} fields, the header "
+                                     f"{len(header)}; the file is truncated or corrupt")
+                cols = list(zip(*chunk))
+                for i in keep:
+                    if numeric[i]:
+                        try:
+                            nums[i].append(_parse_numbers(cols[i]))
+                            if int_text[i]:
+                                text = "".join(cols[i])
+                                int_text[i] = not any(c in text for c in ".eEnNiI")
+                            continue
+                        except ValueError:
+                            if n:
+                                raise _NotNumeric(i) from None
+                            numeric[i] = False
+                    strs[i].extend(map(sys.intern, cols[i]))  # repeated values share one object
+                n += len(chunk)
     except (OSError, EOFError, gzip.BadGzipFile, csv.Error, UnicodeDecodeError) as e:
         raise GmnaeError(f"{path} cannot be read ({type(e).__name__}: {e}); the file is corrupt, get it again "
                          f"({SOURCE_HINT})") from e
     out: dict[str, np.ndarray] = {}
     for i in keep:
         name = header[i].strip().replace("/", "_")
-        if i in nums:
-            col = nums[i]
-            if n and np.isfinite(col).all() and (col == np.round(col)).all() and np.abs(col).max() < 2**53:
+        if numeric[i]:
+            col = np.concatenate(nums[i]) if nums[i] else np.zeros(0)
+            if n and int_text[i] and np.isfinite(col).all() and np.abs(col).max() < 2**53:
                 col = col.astype(np.int64)
             out[name] = col
         else:
@@ -436,11 +465,17 @@ def clean_assignment(keys: Iterable, seed: int) -> np.ndarray:
 
 
 def _group_checkpoints(modeldir: np.ndarray, step: np.ndarray) -> dict[str, np.ndarray]:
-    """modeldir -> that network's rows, by step."""
-    groups: dict[str, list] = {}
-    for r in range(len(modeldir)):
-        groups.setdefault(modeldir[r], []).append(r)
-    return {k: np.asarray(sorted(v, key=lambda r: step[r]), dtype=np.int64) for k, v in groups.items()}
+    """modeldir -> that network's rows (indices into the given arrays) by step; networks by first row."""
+    if len(modeldir) == 0:
+        return {}
+    uniq, inv = np.unique(modeldir, return_inverse=True)
+    inv = inv.ravel()
+    order = np.lexsort((step, inv))
+    bounds = np.flatnonzero(np.diff(inv[order])) + 1
+    groups = np.split(order, bounds)
+    keys = uniq[inv[order[np.r_[0, bounds]]]]
+    by_first = np.argsort([g.min() for g in groups], kind="stable")
+    return {keys[j]: groups[j].astype(np.int64) for j in by_first}
 
 
 @dataclass
@@ -551,7 +586,7 @@ def _row_blocks(weights_path: Path, rows: np.ndarray, perm: np.ndarray, skip_non
         raw = np.empty((len(sub), mm.shape[1]), np.float32)
         raw[order] = mm[sub[order]]
         del mm
-        params = raw[:, perm]
+        params = np.take(raw, perm, axis=1)  # C-contiguous (raw[:, perm] is not: h5py would copy it again)
         finite = np.isfinite(params).all(axis=1)
         if not finite.all():
             if not skip_nonfinite:

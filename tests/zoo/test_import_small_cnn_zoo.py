@@ -399,3 +399,21 @@ def test_default_names_and_summary(zoo_src, tmp_path, monkeypatch, capsys):
     assert "imported" in capsys.readouterr().out
     info = json.loads((zoo.root / "manifest.json").read_text())["import"]
     assert info["split"] == "clean" and info["counts"]["test"] == zoo.count("test")
+
+
+def test_read_metrics_types(tmp_path, monkeypatch):
+    from gmnae.zoo import import_small_cnn_zoo as mod
+
+    monkeypatch.setattr(mod, "METRICS_CHUNK_ROWS", 4)  # a column turns out to be text after its first chunk
+    rows = [[str(i), str(i), f"{0.5 * i}", "" if i == 3 else f"{0.1 * i:.3f}", "relu", str(i) if i < 6 else "x7"]
+            for i in range(10)]
+    with gzip.open(tmp_path / "m.csv.gz", "wt", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["", "step", "config.dropout", "test_accuracy", "config.activation", "late_text"])
+        w.writerows(rows)
+    m = mod.read_metrics(tmp_path / "m.csv.gz")
+    assert list(m) == ["step", "config.dropout", "test_accuracy", "config.activation", "late_text"]  # index skipped
+    assert m["step"].dtype == np.int64 and m["config.dropout"].dtype == np.float64
+    assert np.isnan(m["test_accuracy"][3]) and m["test_accuracy"][4] == pytest.approx(0.4)
+    assert m["late_text"].dtype == object and list(m["late_text"][[0, 6]]) == ["0", "x7"]
+    assert list(m["config.activation"]) == ["relu"] * 10
