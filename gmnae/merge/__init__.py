@@ -1,0 +1,25 @@
+"""Merging: Git Re-Basin weight matching, interpolation curves, loss barriers, pair sets (DESIGN.md §6).
+
+    from gmnae.merge import match_weights, method_path, linear_path, InrEvaluator, barrier_metrics
+    res = match_weights(arch, a, b, "wm-signed")             # batched over pairs [n, P]
+    path = method_path(arch, a, b, "wm", lambda_grid(25))    # [n, 25, P]
+    curves = evaluator(path)                                  # {"mse": [n, 25], ...}
+    barrier_metrics(curves[evaluator.primary])               # {"barrier": [n], ...}
+"""
+from .barriers import auc, barrier, barrier_linear, barrier_metrics, endpoint_line, max_loss
+from .interpolation import (ClassifierEvaluator, InrEvaluator, interpolation_curves, lambda_grid, linear_path,
+                            method_curves, method_path, zoo_evaluator)
+from .matching import (MATCH_METHODS, METHODS, MatchResult, align, available_solvers, check_method,
+                       choose_solver, default_method, hungarian_torch, match_weights, solve_assignments,
+                       unit_normalisation, weight_matching_reference)
+from .pairs import PairSet, independent_indices, orbit_kinds, orbit_pairs, zoo_pairs
+
+__all__ = [
+    "auc", "barrier", "barrier_linear", "barrier_metrics", "endpoint_line", "max_loss",
+    "ClassifierEvaluator", "InrEvaluator", "interpolation_curves", "lambda_grid", "linear_path", "method_curves",
+    "method_path", "zoo_evaluator",
+    "MATCH_METHODS", "METHODS", "MatchResult", "align", "available_solvers", "check_method", "choose_solver",
+    "default_method", "hungarian_torch", "match_weights", "solve_assignments", "unit_normalisation",
+    "weight_matching_reference",
+    "PairSet", "independent_indices", "orbit_kinds", "orbit_pairs", "zoo_pairs",
+]

@@ -1,0 +1,507 @@
+"""Git Re-Basin weight matching (Ainsworth et al. 2023), derived from the `Architecture` (DESIGN.md §6).
+
+    res = match_weights(arch, a, b, method="wm")     # a, b: [n_pairs, P] (or [P]); CPU or GPU tensors
+    res.aligned                                       # b moved onto a's units: [n_pairs, P], same function as b
+    res.element                                       # GroupElement g with apply_element(arch, b, g) == res.aligned
+
+One permutation per hidden layer (conv channels or dense units), identity at start. Each sweep
+visits the permutations in a random order (seeded; the same order for every pair of a batch) and
+replaces `P_l` by the maximiser of `<C, P>` where
+
+    C = A_l B'_l^T  +  a_l b_l^T  +  A_{l+1}^T B'_{l+1}
+
+is summed over every tensor axis `P_l` acts on: the rows of layer l's weight (a conv weight's
+input-channel and spatial axes flattened together — spatial axes are never permuted), layer l's
+bias (a rank-1 term) and the columns of layer l+1's weight; `B'` has every *other* permutation
+already applied. A pair stops after a sweep in which no permutation improved its objective, or
+after `max_iter` sweeps.
+
+Methods:
+- `wm`        permutations only (the original algorithm);
+- `wm-signed` odd activations (sine, tanh): assign on |C| and take each unit's sign from the
+              chosen entry, i.e. coordinate ascent over signed permutations;
+- `wm-scale`  ReLU: both networks are first rescaled so that every hidden unit has unit incoming
+              norm (weights and bias; the inverse scale goes into the outgoing weights), then
+              permutations are matched; the returned element maps b into a's scale frame
+              (normalise b, permute, undo a's normalisation), so a planted permutation with
+              positive scaling is undone exactly.
+
+Everything is batched over pairs: the costs of all pairs are one `bmm`, and their assignment
+problems go to one batch solver call (`solve_assignments`). Solvers: `scipy`
+(`linear_sum_assignment`, the reference, always available), the `lapx` batch solvers when the
+package is installed, and a batched Hungarian algorithm in torch (`torch`, runs on the tensors'
+device). `solver="auto"` times the available ones once per process and problem size and keeps the
+fastest. A pair whose current assignment already takes the maximum of every row of its cost matrix
+is provably optimal and skips the solver.
+
+`weight_matching_reference` is the one-pair-at-a-time algorithm the way the public PyTorch port
+of Git Re-Basin writes it (a permutation spec of named axes, scipy per step); it is the baseline of
+the benchmark and the cross-check of the batched code in the tests.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..weightspace.architecture import HOMOGENEOUS_ACTIVATIONS, ODD_ACTIVATIONS, Architecture
+from ..weightspace.layout import unflatten
+from ..weightspace.symmetry import GroupElement, apply_element, compose, identity_element, invert
+
+METHODS = ("naive", "wm", "wm-signed", "wm-scale")
+MATCH_METHODS = ("wm", "wm-signed", "wm-scale")
+
+
+@dataclass
+class MatchResult:
+    aligned: torch.Tensor          # [n, P] b transformed onto a's units (function-equal to b)
+    element: GroupElement          # apply_element(arch, b, element) == aligned
+    objective: torch.Tensor        # [n] inner product <a, aligned> of the flat vectors
+    sweeps: torch.Tensor           # [n] sweeps each pair ran (the last one without improvement)
+    solver: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Method / activation checks
+# ---------------------------------------------------------------------------------------------
+def check_method(method: str, activation: str) -> None:
+    """wm-signed needs an odd activation, wm-scale a positively homogeneous one (else the function changes)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown merge method {method!r}; expected one of {', '.join(METHODS)}")
+    if method == "wm-signed" and activation not in ODD_ACTIVATIONS:
+        raise ValueError(f"wm-signed flips signs of hidden units, which is a symmetry only of odd activations "
+                         f"({', '.join(ODD_ACTIVATIONS)}), not {activation!r}; use wm or wm-scale")
+    if method == "wm-scale" and activation not in HOMOGENEOUS_ACTIVATIONS:
+        raise ValueError(f"wm-scale rescales hidden units, a symmetry only of {', '.join(HOMOGENEOUS_ACTIVATIONS)}, "
+                         f"not {activation!r}; use wm or wm-signed")
+
+
+def default_method(activation: str) -> str:
+    """The largest matching group an activation allows: wm-signed (odd), wm-scale (ReLU), else wm."""
+    if activation in ODD_ACTIVATIONS:
+        return "wm-signed"
+    if activation in HOMOGENEOUS_ACTIVATIONS:
+        return "wm-scale"
+    return "wm"
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear assignment solvers (maximisation), batched
+# ---------------------------------------------------------------------------------------------
+def _lap_module():
+    try:
+        import lap  # the `lapx` distribution installs the module `lap`
+
+        return lap if hasattr(lap, "lapjvx_batch") else None
+    except ImportError:
+        return None
+
+
+def _solve_scipy(cost: np.ndarray) -> np.ndarray:
+    from scipy.optimize import linear_sum_assignment
+
+    out = np.empty(cost.shape[:2], dtype=np.int64)
+    for k in range(cost.shape[0]):
+        out[k] = linear_sum_assignment(cost[k], maximize=True)[1]
+    return out
+
+
+def _lap_batch(name: str, threads: int):
+    def solve(cost: np.ndarray) -> np.ndarray:
+        lap = _lap_module()
+        neg = np.ascontiguousarray(-cost, dtype=np.float64)
+        kw = {"prefer_float32": False} if name in ("lapjvs_batch",) else {}
+        rows, cols = getattr(lap, name)(neg, return_cost=False, n_threads=threads, **kw)
+        rows, cols = np.asarray(rows).reshape(cost.shape[:2]), np.asarray(cols).reshape(cost.shape[:2])
+        out = np.empty(cost.shape[:2], dtype=np.int64)
+        np.put_along_axis(out, rows.astype(np.int64), cols.astype(np.int64), axis=1)
+        return out
+
+    return solve
+
+
+def hungarian_torch(cost: torch.Tensor) -> torch.Tensor:
+    """Batched exact maximum-weight assignment on the tensor's device: cost `[B, n, n]` -> cols `[B, n]`.
+
+    The shortest-augmenting-path Hungarian algorithm (potentials u, v; e-maxx formulation) with every
+    step vectorised over the batch: n augmentations of at most n Dijkstra steps each, so O(n^2) small
+    kernels whatever B is. Exact in floating point up to the usual tolerance of dual updates.
+    """
+    B, n, m = cost.shape
+    if n != m:
+        raise ValueError("hungarian_torch needs square cost matrices")
+    dev = cost.device
+    a = -cost.to(torch.float64)  # minimise
+    inf = torch.tensor(float("inf"), dtype=torch.float64, device=dev)
+    # 1-based arrays as in the classic formulation; column 0 is the virtual start.
+    u = torch.zeros(B, n + 1, dtype=torch.float64, device=dev)
+    v = torch.zeros(B, n + 1, dtype=torch.float64, device=dev)
+    p = torch.zeros(B, n + 1, dtype=torch.long, device=dev)      # p[j]: row matched to column j (0 = none)
+    ar = torch.arange(B, device=dev)
+    pad = torch.cat([torch.zeros(B, 1, n, dtype=torch.float64, device=dev), a], dim=1)  # rows 1..n
+    pad = torch.cat([torch.zeros(B, n + 1, 1, dtype=torch.float64, device=dev), pad], dim=2)
+    for i in range(1, n + 1):
+        p[:, 0] = i
+        j0 = torch.zeros(B, dtype=torch.long, device=dev)
+        minv = torch.full((B, n + 1), float("inf"), dtype=torch.float64, device=dev)
+        used = torch.zeros(B, n + 1, dtype=torch.bool, device=dev)
+        way = torch.zeros(B, n + 1, dtype=torch.long, device=dev)
+        active = torch.ones(B, dtype=torch.bool, device=dev)
+        while bool(active.any()):
+            used[ar, j0] = used[ar, j0] | active
+            i0 = p[ar, j0]
+            cur = pad[ar, i0] - u[ar, i0].unsqueeze(1) - v  # [B, n+1]
+            better = (~used) & (cur < minv) & active.unsqueeze(1)
+            minv = torch.where(better, cur, minv)
+            way = torch.where(better, j0.unsqueeze(1), way)
+            masked = torch.where(used, inf, minv)
+            masked[:, 0] = inf
+            delta, j1 = masked.min(dim=1)
+            delta = torch.where(active, delta, torch.zeros_like(delta))
+            # dual update: used columns (and their rows) by +delta / -delta, others' minv by -delta
+            du = torch.zeros_like(u)
+            du.scatter_add_(1, p, (used.double() * delta.unsqueeze(1)))
+            u = u + du
+            v = torch.where(used, v - delta.unsqueeze(1), v)
+            minv = torch.where(used, minv, minv - delta.unsqueeze(1))
+            j0 = torch.where(active, j1, j0)
+            active = active & (p[ar, j0] != 0)
+        # augment along `way` back to the virtual column 0
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        while not bool(done.all()):
+            j1 = way[ar, j0]
+            newp = p[ar, j1]
+            p[ar, j0] = torch.where(done, p[ar, j0], newp)
+            j0 = torch.where(done, j0, j1)
+            done = done | (j0 == 0)
+    cols = torch.empty(B, n, dtype=torch.long, device=dev)
+    rows = p[:, 1:] - 1  # row matched to column j
+    cols.scatter_(1, rows, torch.arange(n, device=dev).expand(B, n).contiguous())
+    return cols
+
+
+def _solve_torch(cost: np.ndarray) -> np.ndarray:
+    return hungarian_torch(torch.from_numpy(cost)).numpy()
+
+
+def available_solvers() -> list[str]:
+    names = ["scipy", "torch"]
+    if _lap_module() is not None:
+        names += ["lapjvx", "lapjvs", "lapjvh", "lapjvr"]
+    return names
+
+
+def _solver_fn(name: str, threads: int | None = None):
+    if name == "scipy":
+        return _solve_scipy
+    if name == "torch":
+        return _solve_torch
+    if name.startswith("lapjv"):
+        if _lap_module() is None:
+            raise ValueError(f"solver {name!r} needs the lapx package (pip install lapx)")
+        return _lap_batch(f"{name}_batch", threads if threads is not None else max(1, torch.get_num_threads()))
+    raise ValueError(f"unknown assignment solver {name!r}; available: {', '.join(available_solvers())}")
+
+
+_CHOSEN: dict[tuple, str] = {}
+
+
+def _benchmark_problems(n: int, batch: int = 96, seed: int = 0) -> np.ndarray:
+    """Matrices like the ones weight matching meets: a correlation structure plus noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, n, 4 * n))
+    perm = np.argsort(rng.random((batch, n)), axis=1)
+    y = np.take_along_axis(x, perm[:, :, None], axis=1) + rng.standard_normal((batch, n, 4 * n)) * 1.5
+    return np.einsum("bik,bjk->bij", x, y)
+
+
+def choose_solver(n: int, on_gpu: bool = False) -> str:
+    """The fastest exact solver for n x n problems, measured once per process (scipy among the candidates)."""
+    key = (n, on_gpu)
+    if key in _CHOSEN:
+        return _CHOSEN[key]
+    if on_gpu:
+        # Moving a small cost batch to the host and back is cheap next to O(n^2) GPU kernel launches;
+        # still, compare the device Hungarian against the host solvers.
+        candidates = available_solvers()
+    else:
+        candidates = [s for s in available_solvers() if s != "torch"]  # slowest on CPU by far
+    cost = _benchmark_problems(n)
+    best, best_t = "scipy", float("inf")
+    for name in candidates:
+        fn = _solver_fn(name)
+        try:
+            fn(cost[:4])  # warm-up (imports, thread pools)
+            t = []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                fn(cost)
+                t.append(time.perf_counter() - t0)
+        except Exception:  # a broken optional solver must never break matching
+            continue
+        if min(t) < best_t:
+            best, best_t = name, min(t)
+    _CHOSEN[key] = best
+    return best
+
+
+def solve_assignments(cost: torch.Tensor, solver: str = "auto") -> torch.Tensor:
+    """Maximum-weight perfect assignments of a batch `[B, n, n]` -> column of each row `[B, n]` (long)."""
+    if cost.shape[0] == 0:
+        return torch.zeros(cost.shape[:2], dtype=torch.long, device=cost.device)
+    name = choose_solver(cost.shape[1], cost.is_cuda) if solver == "auto" else solver
+    if name == "torch":
+        return hungarian_torch(cost)
+    out = _solver_fn(name)(cost.detach().to("cpu", torch.float64).numpy())
+    return torch.from_numpy(out).to(cost.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched weight matching
+# ---------------------------------------------------------------------------------------------
+def _layers(arch: Architecture, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer (weight `[n, out, in, k]`, bias `[n, out]`); dense layers have k = 1."""
+    out = []
+    for spec, (w, b) in zip(arch.layers, unflatten(arch, flat)):
+        out.append((w.reshape(w.shape[0], spec.n_out, spec.n_in, spec.kernel_numel), b))
+    return out
+
+
+def _gather(t: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
+    shape = [1] * t.dim()
+    shape[0], shape[dim] = idx.shape
+    return torch.gather(t, dim, idx.view(shape).expand(*t.shape[:dim], idx.shape[1], *t.shape[dim + 1:]))
+
+
+def _unit_view(q: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
+    shape = [1] * t.dim()
+    shape[0], shape[dim] = q.shape
+    return q.view(shape)
+
+
+def unit_normalisation(arch: Architecture, params: torch.Tensor, eps: float = 1e-12) -> GroupElement:
+    """The scaling element that gives every hidden unit unit incoming norm (weights and bias).
+
+    Layer by layer: unit i of layer l gets `q_i = 1 / ||(W_l[i] / q_{l-1}, b_l[i])||`, the inverse of
+    the previous layer's scales already pushed into `W_l`'s input axis. Dead units (zero norm) keep 1.
+    """
+    g = identity_element(arch, params.shape[0], device=params.device, dtype=params.dtype)
+    layers = _layers(arch, params)
+    prev = None
+    for l in range(len(arch.hidden_sizes)):
+        w, b = layers[l]
+        if prev is not None:
+            w = w / _unit_view(prev, w, 2)
+        norm = torch.sqrt(w.pow(2).sum(dim=(2, 3)) + b.pow(2))
+        q = torch.where(norm > eps, 1.0 / norm.clamp_min(eps), torch.ones_like(norm))
+        g.scales[l] = q
+        prev = q
+    return g
+
+
+def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: str = "wm",
+                  max_iter: int = 100, seed: int = 0, solver: str = "auto", activation: str | None = None,
+                  skip_certified: bool = True) -> MatchResult:
+    """Align every b to its a by weight matching. a, b `[n, P]` (or `[P]`); returns a `MatchResult`.
+
+    `activation` is needed only for architectures with mixed activations ("mixed" zoos) to check that
+    `wm-signed` / `wm-scale` are symmetries of the networks given.
+    """
+    single = a.dim() == 1
+    if single:
+        a, b = a.unsqueeze(0), b.unsqueeze(0)
+    if a.shape != b.shape:
+        raise ValueError(f"pair shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    act = activation or arch.activation
+    if method in ("wm-signed", "wm-scale"):
+        if act == "mixed":
+            raise ValueError(f"{method} depends on the activation: pass activation= for a mixed-activation architecture")
+        check_method(method, act)
+    elif method not in METHODS:
+        check_method(method, act)
+    n = a.shape[0]
+    dev, dtype = a.device, a.dtype
+    if method == "naive" or not arch.hidden_sizes:
+        g = identity_element(arch, n, device=dev, dtype=dtype)
+        return MatchResult(b.clone() if not single else b[0].clone(), g, (a * b).sum(-1),
+                           torch.zeros(n, dtype=torch.long), "none")
+
+    norm_a = norm_b = None
+    a_m, b_m = a, b
+    if method == "wm-scale":
+        norm_a, norm_b = unit_normalisation(arch, a), unit_normalisation(arch, b)
+        a_m, b_m = apply_element(arch, a, norm_a), apply_element(arch, b, norm_b)
+    signed = method == "wm-signed"
+
+    A, Bl = _layers(arch, a_m), _layers(arch, b_m)
+    H = len(arch.hidden_sizes)
+    perms = [torch.arange(h, device=dev).expand(n, h).clone() for h in arch.hidden_sizes]
+    signs = [torch.ones(n, h, device=dev, dtype=dtype) for h in arch.hidden_sizes]
+    # Layouts chosen so that every permutation is a row gather (index_select) followed by one bmm:
+    #   term 1 of layer l:  A_l as [n, h_l, (in,k)]   @  B_l as rows (in), [n, (in,k), h_l]
+    #   term 3 of layer l:  A_{l+1} as [n, h_l, (out,k)]  @  B_{l+1} as rows (out), [n, (out,k), h_l]
+    A1 = [A[l][0].reshape(n, arch.hidden_sizes[l], -1) for l in range(H)]
+    A3 = [A[l + 1][0].permute(0, 2, 1, 3).reshape(n, arch.hidden_sizes[l], -1) for l in range(H)]
+    Ab = [A[l][1] for l in range(H)]
+    B1 = [Bl[l][0].permute(0, 2, 3, 1).contiguous() for l in range(H)]          # [n, in, k, h_l]
+    B3 = [Bl[l + 1][0].permute(0, 1, 3, 2).contiguous() for l in range(H)]      # [n, out, k, h_l]
+    Bb = [Bl[l][1] for l in range(H)]
+
+    def rows(t: torch.Tensor, idx: torch.Tensor, perm: torch.Tensor | None, sign: torch.Tensor | None):
+        """t [n, r, k, h] -> pairs idx with axis r gathered by perm [n, r] and multiplied by sign: [m, r*k, h]."""
+        m, r = idx.numel(), t.shape[1]
+        if perm is None:
+            sel = t if m == n else t.index_select(0, idx)
+            return sel.reshape(m, -1, t.shape[-1])
+        flat = (idx.unsqueeze(1) * r + perm.index_select(0, idx)).reshape(-1)
+        sel = t.reshape(n * r, *t.shape[2:]).index_select(0, flat).view(m, r, *t.shape[2:])
+        return (sel * sign.index_select(0, idx).view(m, r, 1, 1)).reshape(m, -1, t.shape[-1])
+
+    def pick(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return t if idx.numel() == n else t.index_select(0, idx)
+
+    def cost(l: int, idx: torch.Tensor) -> torch.Tensor:
+        """C for hidden layer l, for the pairs `idx`: [m, h_l, h_l]."""
+        p_in, s_in = (perms[l - 1], signs[l - 1]) if l > 0 else (None, None)
+        c = torch.bmm(pick(A1[l], idx), rows(B1[l], idx, p_in, s_in))
+        c.add_(pick(Ab[l], idx).unsqueeze(2) * pick(Bb[l], idx).unsqueeze(1))
+        p_out, s_out = (perms[l + 1], signs[l + 1]) if l + 1 < H else (None, None)
+        return c.baddbmm_(pick(A3[l], idx), rows(B3[l], idx, p_out, s_out))
+
+    gen = torch.Generator().manual_seed(seed)
+    active = torch.ones(n, dtype=torch.bool, device=dev)
+    sweeps = torch.zeros(n, dtype=torch.long, device=dev)
+    # stale[l]: a neighbour of layer l changed since P_l was last solved, so C_l may differ from the
+    # matrix P_l was optimal for. A fresh (not stale) layer would get the same C and the same answer.
+    stale = torch.ones(H, n, dtype=torch.bool, device=dev)
+    chosen = solver if solver != "auto" else None
+    for _ in range(max_iter):
+        idx = torch.nonzero(active).squeeze(1)
+        if idx.numel() == 0:
+            break
+        sweeps[idx] += 1
+        progress = torch.zeros(n, dtype=torch.bool, device=dev)
+        for l in torch.randperm(H, generator=gen).tolist():
+            sel = idx[stale[l, idx]] if skip_certified else idx
+            if sel.numel() == 0:
+                continue
+            c = cost(l, sel)
+            m = c.abs() if signed else c
+            cur = perms[l][sel]
+            cur_val = torch.gather(c, 2, cur.unsqueeze(2)).squeeze(2)
+            old = (cur_val * signs[l][sel]).sum(1)
+            new_perm = cur.clone()
+            if skip_certified:
+                # the current assignment takes every row's maximum -> it is an optimal assignment
+                todo = ~(torch.gather(m, 2, cur.unsqueeze(2)).squeeze(2) >= m.amax(dim=2)).all(dim=1)
+            else:
+                todo = torch.ones(sel.numel(), dtype=torch.bool, device=dev)
+            if bool(todo.any()):
+                sub = torch.nonzero(todo).squeeze(1)
+                if chosen is None:
+                    chosen = choose_solver(m.shape[1], m.is_cuda)
+                new_perm[sub] = solve_assignments(m[sub], chosen)
+            new_val = torch.gather(c, 2, new_perm.unsqueeze(2)).squeeze(2)
+            new_sign = torch.where(new_val < 0, -1.0, 1.0).to(dtype) if signed else signs[l][sel]
+            new = (new_val * new_sign).sum(1)
+            tol = 1e-12 + 16 * torch.finfo(dtype).eps * new_val.abs().sum(1)
+            progress[sel] |= new > old + tol
+            changed = (new_perm != cur).any(1) | (new_sign != signs[l][sel]).any(1)
+            perms[l][sel] = new_perm
+            signs[l][sel] = new_sign
+            stale[l, sel] = False
+            for nb in (l - 1, l + 1):
+                if 0 <= nb < H:
+                    stale[nb, sel] |= changed
+        active[idx] = progress[idx]
+
+    g = GroupElement([p.clone() for p in perms], [s.clone() for s in signs])
+    if method == "wm-scale":
+        g = compose(compose(norm_b, g), invert(norm_a))
+    aligned = apply_element(arch, b, g)
+    objective = (a * aligned).sum(-1)
+    if single:
+        aligned = aligned[0]
+    return MatchResult(aligned, g, objective, sweeps.cpu(), chosen or "certified")
+
+
+def align(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: str = "wm", **kw) -> torch.Tensor:
+    """Just the aligned b (`naive` returns b unchanged)."""
+    return match_weights(arch, a, b, method, **kw).aligned
+
+
+# ---------------------------------------------------------------------------------------------
+# One pair at a time, the way the public PyTorch port of Git Re-Basin does it (reference, baseline)
+# ---------------------------------------------------------------------------------------------
+def permutation_spec(arch: Architecture) -> tuple[dict[str, tuple], dict[str, list[tuple[str, int]]]]:
+    """Git Re-Basin's PermutationSpec derived from the architecture: (axes_to_perm, perm_to_axes)."""
+    axes_to_perm: dict[str, tuple] = {}
+    H = len(arch.hidden_sizes)
+    for i, spec in enumerate(arch.layers):
+        p_out = f"P_{i}" if i < H else None
+        p_in = f"P_{i - 1}" if i > 0 else None
+        spatial = (None, None) if spec.kind == "conv" else ()
+        axes_to_perm[f"layers.{i}.weight"] = (p_out, p_in, *spatial)
+        axes_to_perm[f"layers.{i}.bias"] = (p_out,)
+    perm_to_axes: dict[str, list[tuple[str, int]]] = {}
+    for wk, axes in axes_to_perm.items():
+        for axis, p in enumerate(axes):
+            if p is not None:
+                perm_to_axes.setdefault(p, []).append((wk, axis))
+    return axes_to_perm, perm_to_axes
+
+
+def weight_matching_reference(arch: Architecture, a: torch.Tensor, b: torch.Tensor, max_iter: int = 100,
+                              seed: int = 0) -> dict[str, torch.Tensor]:
+    """One pair `[P]`, scipy per step: returns {"P_l": perm}. `apply_element` with these perms aligns b."""
+    from scipy.optimize import linear_sum_assignment
+
+    axes_to_perm, perm_to_axes = permutation_spec(arch)
+    names = [k for k, _ in arch.param_shapes]
+    params_a = {k: w for k, wb in zip(names[::2], unflatten(arch, a)) for k, w in ((k, wb[0]),)}
+    params_a.update({k: wb[1] for k, wb in zip(names[1::2], unflatten(arch, a))})
+    params_b = {k: wb[0] for k, wb in zip(names[::2], unflatten(arch, b))}
+    params_b.update({k: wb[1] for k, wb in zip(names[1::2], unflatten(arch, b))})
+    perm_sizes = {p: params_a[axes[0][0]].shape[axes[0][1]] for p, axes in perm_to_axes.items()}
+    perm = {p: torch.arange(n) for p, n in perm_sizes.items()}
+    perm_names = list(perm)
+
+    def get_permuted_param(k, perm, except_axis=None):
+        w = params_b[k]
+        for axis, p in enumerate(axes_to_perm[k]):
+            if axis == except_axis or p is None:
+                continue
+            w = torch.index_select(w, axis, perm[p].int())
+        return w
+
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(max_iter):
+        progress = False
+        for p_ix in torch.randperm(len(perm_names), generator=gen):
+            p = perm_names[p_ix]
+            n = perm_sizes[p]
+            A = torch.zeros((n, n), dtype=a.dtype)
+            for wk, axis in perm_to_axes[p]:
+                w_a = params_a[wk]
+                w_b = get_permuted_param(wk, perm, except_axis=axis)
+                w_a = torch.moveaxis(w_a, axis, 0).reshape((n, -1))
+                w_b = torch.moveaxis(w_b, axis, 0).reshape((n, -1))
+                A += w_a @ w_b.T
+            ri, ci = linear_sum_assignment(A.detach().numpy(), maximize=True)
+            assert (torch.tensor(ri) == torch.arange(len(ri))).all()
+            old_l = torch.einsum("ij,ij->i", A, torch.eye(n, dtype=A.dtype)[perm[p].long()]).sum()
+            new_l = torch.einsum("ij,ij->i", A, torch.eye(n, dtype=A.dtype)[ci, :]).sum()
+            progress = progress or bool(new_l > old_l + 1e-12)
+            perm[p] = torch.tensor(ci)
+        if not progress:
+            break
+    return perm
+
+
+def reference_element(arch: Architecture, perm: dict[str, torch.Tensor], dtype=torch.float32) -> GroupElement:
+    """The GroupElement of a reference result (one pair)."""
+    H = len(arch.hidden_sizes)
+    return GroupElement([perm[f"P_{l}"].long().unsqueeze(0) for l in range(H)],
+                        [torch.ones(1, h, dtype=dtype) for h in arch.hidden_sizes])

@@ -1,0 +1,135 @@
+"""Seeded, reproducible pair sets for merging experiments (DESIGN.md §6).
+
+- Orbit pairs: a network `a` and `b = g·a + σ·ε`, `g` a random symmetry transform (kinds P, D, PD
+  for sine/tanh networks; P, S, PS for ReLU ones), `ε` standard Gaussian noise (σ = 0.005 by
+  default, the paper's protocol). Weight matching should bring `b` back onto `a`.
+- Independent pairs: two networks trained separately on the same task — for INR zoos two INRs of
+  the same image from different seeds (`image_index` metadata), for CNN zoos two networks of the
+  zoo's task with the same activation. Pairs are disjoint (no network is used twice).
+
+    pairs = zoo_pairs(zoo, "test", "orbit-PD", n_pairs=100, seed=0)
+    pairs = zoo_pairs(zoo, "test", "independent", activation="relu")
+
+The same (zoo split, kind, n_pairs, seed, σ) always gives the same pairs.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..weightspace.architecture import Architecture
+from ..weightspace.symmetry import GroupElement, apply_element, random_element
+
+DEFAULT_SIGMA = 0.005
+
+
+@dataclass
+class PairSet:
+    kind: str                        # "orbit-P" / "orbit-PD" / ... / "independent"
+    arch: Architecture               # with the pairs' activation set (never "mixed")
+    a: torch.Tensor                  # [n, P]
+    b: torch.Tensor                  # [n, P]
+    index_a: np.ndarray              # rows of a in the zoo split
+    index_b: np.ndarray              # rows of b (orbit pairs: the same as index_a)
+    element: GroupElement | None = None  # orbit pairs: the planted transform (b = g·a + noise)
+    sigma: float = 0.0
+
+    def __len__(self) -> int:
+        return self.a.shape[0]
+
+    @property
+    def activation(self) -> str:
+        return self.arch.activation
+
+
+def orbit_kinds(activation: str) -> tuple[str, ...]:
+    """The orbit pair kinds of an activation: P, D, PD (odd) or P, S, PS (ReLU)."""
+    if activation in ("sine", "tanh"):
+        return ("P", "D", "PD")
+    if activation == "relu":
+        return ("P", "S", "PS")
+    return ("P",)
+
+
+def _rng(seed: int, *salt) -> np.random.Generator:
+    return np.random.default_rng([seed] + [zlib.crc32(str(s).encode()) for s in salt])
+
+
+def orbit_pairs(arch: Architecture, params: torch.Tensor, kinds: str, sigma: float = DEFAULT_SIGMA,
+                seed: int = 0, indices: np.ndarray | None = None) -> PairSet:
+    """b = g·a + σ·ε for every row of `params` `[n, P]` (rows `indices` of their split, for bookkeeping)."""
+    rng = _rng(seed, "orbit", kinds)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    g = random_element(arch, params.shape[0], kinds, gen, dtype=params.dtype, device=params.device)
+    noise = torch.randn(params.shape, generator=gen, dtype=torch.float64).to(params.device, params.dtype)
+    b = apply_element(arch, params, g) + sigma * noise
+    idx = np.arange(len(params)) if indices is None else np.asarray(indices)
+    return PairSet(f"orbit-{kinds}", arch, params, b, idx, idx.copy(), g, sigma)
+
+
+def independent_indices(meta: dict[str, np.ndarray], activations: list[str] | None, n_pairs: int | None,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint index pairs of separately trained networks of the same task (and activation).
+
+    Groups: same `image_index` when the metadata has it (INR zoos), else same activation (CNN zoos).
+    Within a group the members are shuffled and paired consecutively; then `n_pairs` pairs are drawn.
+    """
+    rng = _rng(seed, "independent")
+    n = len(next(iter(meta.values())))
+    if "image_index" in meta:
+        keys = np.asarray(meta["image_index"]).astype(str)
+        if activations is not None:
+            keys = np.char.add(keys, np.asarray(activations, dtype=str))
+    elif activations is not None:
+        keys = np.asarray(activations, dtype=str)
+    else:
+        keys = np.zeros(n, dtype=str)
+    ia, ib = [], []
+    for key in np.unique(keys):
+        members = np.nonzero(keys == key)[0]
+        members = members[rng.permutation(len(members))]
+        half = len(members) // 2
+        ia.append(members[:half])
+        ib.append(members[half:2 * half])
+    ia, ib = np.concatenate(ia), np.concatenate(ib)
+    order = rng.permutation(len(ia))
+    if n_pairs is not None:
+        order = order[:n_pairs]
+    return ia[order], ib[order]
+
+
+def zoo_pairs(zoo, split: str, kind: str, n_pairs: int | None = 100, seed: int = 0, sigma: float = DEFAULT_SIGMA,
+              activation: str | None = None, dtype=torch.float32) -> PairSet:
+    """A pair set from a zoo split. `kind`: "independent" or "orbit-<P|D|S|PD|PS>".
+
+    Mixed-activation zoos need `activation` (pairs never mix activations). Fewer pairs come back
+    when the split has fewer.
+    """
+    arch = zoo.arch
+    acts = None
+    if arch.activation == "mixed":
+        if activation is None:
+            raise ValueError(f"zoo {zoo.name} mixes activations: choose one with activation=")
+        acts = np.asarray(zoo.activations(split))
+        arch = arch.with_activation(activation)
+    elif activation is not None and activation != arch.activation:
+        raise ValueError(f"zoo {zoo.name} has only {arch.activation} networks, not {activation}")
+    params = zoo.read_params(split)
+    allowed = np.arange(len(params)) if acts is None else np.nonzero(acts == activation)[0]
+    if kind == "independent":
+        meta = {k: v[allowed] for k, v in zoo.read_meta(split).items()}
+        ia, ib = independent_indices(meta, None, n_pairs, seed)
+        ia, ib = allowed[ia], allowed[ib]
+        a = torch.from_numpy(params[ia]).to(dtype)
+        b = torch.from_numpy(params[ib]).to(dtype)
+        return PairSet("independent", arch, a, b, ia, ib)
+    if not kind.startswith("orbit-"):
+        raise ValueError(f"unknown pair kind {kind!r}: use independent or orbit-<kinds> (e.g. orbit-PD)")
+    rng = _rng(seed, "orbit-rows", kind)
+    rows = allowed[rng.permutation(len(allowed))]
+    if n_pairs is not None:
+        rows = rows[:n_pairs]
+    return orbit_pairs(arch, torch.from_numpy(params[rows]).to(dtype), kind[len("orbit-"):], sigma, seed, rows)

@@ -1,0 +1,155 @@
+"""Weight matching: planted symmetries of trained networks are undone exactly, the aligned network
+computes its source's function, the objective is the brute-force optimum on small layers, and the
+batched code agrees with the one-pair reference."""
+import itertools
+
+import pytest
+import torch
+
+from gmnae.merge.matching import (available_solvers, choose_solver, hungarian_torch, match_weights, reference_element,
+                                  solve_assignments, unit_normalisation, weight_matching_reference)
+from gmnae.tasks import digits
+from gmnae.tasks.grid import coordinate_grid
+from gmnae.weightspace import Architecture, apply_element, forward, invert, random_element
+
+
+def _inputs(arch):
+    if arch.family == "siren":
+        return coordinate_grid(28, dtype=torch.float64)
+    return digits.classification_images("test")[0][:64].double()
+
+
+RECOVERY = [("trained_sirens", "P", "wm"), ("trained_sirens", "PD", "wm-signed"), ("trained_sirens", "D", "wm-signed"),
+            ("trained_tanh_cnns", "P", "wm"), ("trained_tanh_cnns", "PD", "wm-signed"),
+            ("trained_relu_cnns", "P", "wm"), ("trained_relu_cnns", "PS", "wm-scale"),
+            ("trained_relu_cnns", "S", "wm-scale")]
+
+
+@pytest.mark.parametrize("fixture,kinds,method", RECOVERY)
+def test_planted_symmetry_is_recovered_exactly(request, fixture, kinds, method):
+    arch, params = request.getfixturevalue(fixture)
+    g = random_element(arch, len(params), kinds, torch.Generator().manual_seed(3), dtype=torch.float64)
+    moved = apply_element(arch, params, g)
+    res = match_weights(arch, params, moved, method, seed=1)
+    torch.testing.assert_close(res.aligned, params, rtol=0, atol=1e-10)
+    truth = invert(g)
+    for p, p_true, q, q_true in zip(res.element.perms, truth.perms, res.element.scales, truth.scales):
+        assert torch.equal(p, p_true)
+        torch.testing.assert_close(q, q_true, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("fixture,methods", [("trained_sirens", ("wm", "wm-signed")),
+                                             ("trained_tanh_cnns", ("wm", "wm-signed")),
+                                             ("trained_relu_cnns", ("wm", "wm-scale"))])
+def test_aligned_network_computes_the_same_function(request, fixture, methods):
+    arch, params = request.getfixturevalue(fixture)
+    a, b = params[0::2], params[1::2]  # independently trained networks
+    x = _inputs(arch)
+    for method in methods:
+        res = match_weights(arch, a, b, method)
+        assert (res.aligned - b).abs().max() > 1e-2  # it really moved
+        torch.testing.assert_close(forward(arch, res.aligned, x), forward(arch, b, x), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(apply_element(arch, b, res.element), res.aligned)
+        # matching never lowers the objective of the identity
+        assert torch.all(res.objective >= (a * b).sum(-1) - 1e-9) or method == "wm-scale"
+
+
+def test_batched_agrees_with_one_pair_reference(trained_sirens, trained_tanh_cnns):
+    for arch, params in (trained_sirens, trained_tanh_cnns):
+        a, b = params[0::2].float(), params[1::2].float()
+        res = match_weights(arch, a, b, "wm", seed=5, solver="scipy")
+        for k in range(len(a)):
+            ref = reference_element(arch, weight_matching_reference(arch, a[k], b[k], seed=5))
+            for p, p_ref in zip(res.element.perms, ref.perms):
+                assert torch.equal(p[k], p_ref[0])
+
+
+def test_single_pair_and_seed_reproducibility(trained_sirens):
+    arch, params = trained_sirens
+    r1 = match_weights(arch, params[0], params[1], "wm-signed", seed=7)
+    r2 = match_weights(arch, params[0:1], params[1:2], "wm-signed", seed=7)
+    assert r1.aligned.shape == params[0].shape
+    torch.testing.assert_close(r1.aligned, r2.aligned[0])
+
+
+def _random_net(arch, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, arch.n_params, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("arch", [Architecture.siren((2, 6, 1)), Architecture.siren((3, 5, 2)),
+                                  Architecture.small_cnn("tanh", channels=(1, 5), n_classes=3)])
+def test_objective_is_brute_force_optimum_for_one_hidden_layer(arch):
+    a, b = _random_net(arch, 8, 0), _random_net(arch, 8, 1)
+    h = arch.hidden_sizes[0]
+    perms = torch.tensor(list(itertools.permutations(range(h))))  # [h!, h]
+    signs = torch.tensor(list(itertools.product((1.0, -1.0), repeat=h)), dtype=torch.float64)  # [2^h, h]
+    for k in range(len(a)):
+        def objective(perm, sign):
+            from gmnae.weightspace import GroupElement
+            g = GroupElement([perm], [sign])
+            return (a[k] * apply_element(arch, b[k].expand(len(perm), -1), g)).sum(-1)
+
+        best_p = objective(perms, torch.ones(len(perms), h, dtype=torch.float64)).max()
+        best_signed = max(objective(perms, s.expand(len(perms), h)).max() for s in signs)
+        for solver in available_solvers():
+            res = match_weights(arch, a[k:k + 1], b[k:k + 1], "wm", solver=solver)
+            torch.testing.assert_close(res.objective[0], best_p, rtol=1e-12, atol=1e-12)
+        res = match_weights(arch, a[k:k + 1], b[k:k + 1], "wm-signed", activation="tanh")
+        torch.testing.assert_close(res.objective[0], best_signed, rtol=1e-12, atol=1e-12)
+
+
+def test_solvers_agree_on_random_problems():
+    cost = torch.randn(40, 9, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = solve_assignments(cost, "scipy")
+    best = torch.gather(cost, 2, ref.unsqueeze(2)).sum((1, 2))
+    for solver in available_solvers():
+        cols = solve_assignments(cost, solver)
+        assert torch.equal(cols.sort(1).values, torch.arange(9).expand(40, 9))  # permutations
+        torch.testing.assert_close(torch.gather(cost, 2, cols.unsqueeze(2)).sum((1, 2)), best)
+    assert torch.equal(hungarian_torch(cost), ref)
+    assert choose_solver(9) in available_solvers()
+
+
+def test_unit_normalisation(trained_relu_cnns):
+    arch, params = trained_relu_cnns
+    normed = apply_element(arch, params, unit_normalisation(arch, params))
+    from gmnae.weightspace import unflatten
+    for (w, b), _ in zip(unflatten(arch, normed)[:-1], arch.hidden_sizes):
+        norm = torch.sqrt(w.flatten(2).pow(2).sum(-1) + b.pow(2))
+        torch.testing.assert_close(norm, torch.ones_like(norm))
+    x = _inputs(arch)
+    torch.testing.assert_close(forward(arch, normed, x), forward(arch, params, x), rtol=1e-9, atol=1e-9)
+
+
+def test_method_must_be_a_symmetry_of_the_activation(trained_relu_cnns, trained_sirens):
+    arch, params = trained_relu_cnns
+    with pytest.raises(ValueError, match="wm-signed"):
+        match_weights(arch, params[:2], params[2:4], "wm-signed")
+    s_arch, s_params = trained_sirens
+    with pytest.raises(ValueError, match="wm-scale"):
+        match_weights(s_arch, s_params[:2], s_params[2:4], "wm-scale")
+    with pytest.raises(ValueError, match="activation="):
+        match_weights(arch.with_activation("mixed"), params[:2], params[2:4], "wm-scale")
+    with pytest.raises(ValueError, match="unknown merge method"):
+        match_weights(arch, params[:2], params[2:4], "wm-magic")
+
+
+def test_max_iter_and_naive(trained_sirens):
+    arch, params = trained_sirens
+    res = match_weights(arch, params[0::2], params[1::2], "wm", max_iter=1)
+    assert torch.all(res.sweeps == 1)
+    naive = match_weights(arch, params[0::2], params[1::2], "naive")
+    assert torch.equal(naive.aligned, params[1::2])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_matching_on_gpu_equals_cpu(trained_sirens):
+    arch, params = trained_sirens
+    a, b = params[0::2], params[1::2]
+    cpu = match_weights(arch, a, b, "wm-signed")
+    for solver in ("auto", "torch"):
+        gpu = match_weights(arch, a.cuda(), b.cuda(), "wm-signed", solver=solver)
+        assert gpu.aligned.is_cuda
+        torch.testing.assert_close(gpu.aligned.cpu(), cpu.aligned)
