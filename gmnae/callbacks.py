@@ -26,13 +26,91 @@ class CheckpointOnInterrupt(L.Callback):
                       f"{self.path.parent.parent}", flush=True)
 
 
+class InterpolationCallback(L.Callback):
+    """Merging evaluation while a model trains (and once more at the end of fit).
+
+    Every `every_n_val_epochs` validation epochs: interpolation curves of naive, weight matching,
+    `ae` and `ae-latent` paths on fixed seeded validation pairs (`gmnae.evaluation`). Each rank
+    computes its share of the pairs and the shares are gathered, so all ranks log the same
+    scalars (a checkpoint may monitor them); figures, CSV and `report.html` are written by rank 0
+    only. Every rank runs the same collectives in the same order, never inside a rank-0 branch.
+    """
+
+    def __init__(self, evaluation_factory, run_dir: Path, every_n_val_epochs: int = 5, title: str = "",
+                 config_yaml: str = ""):
+        self.factory, self.run_dir = evaluation_factory, Path(run_dir)
+        self.every = every_n_val_epochs
+        self.title, self.config_yaml = title, config_yaml
+        self.evaluation = None
+        self._val_epochs = 0
+        self.last_result = None
+        self._last_step = -1
+
+    @staticmethod
+    def from_config(cfg, run_dir: Path) -> "InterpolationCallback":
+        from omegaconf import OmegaConf
+
+        from .evaluation import MergeEvaluation
+        from .zoo.format import Zoo
+
+        return InterpolationCallback(lambda: MergeEvaluation.from_config(Zoo(cfg.dataset.zoo), cfg, "val"), run_dir,
+                                     cfg.evaluation.every_n_val_epochs, f"gmnae · {run_dir.name}",
+                                     OmegaConf.to_yaml(cfg))
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, log_scalars: bool):
+        import torch
+
+        if self.evaluation is None:
+            self.evaluation = self.factory()
+        result = self.evaluation.run(pl_module, trainer.global_rank, trainer.world_size, gather=pl_module.all_gather)
+        self.last_result, self._last_step = result, trainer.global_step
+        scalars = result.scalars()
+        if log_scalars:
+            for key, value in scalars.items():  # identical on every rank: no sync needed
+                pl_module.log(key, torch.tensor(value), on_step=False, on_epoch=True, sync_dist=False)
+        if trainer.is_global_zero:
+            from .report import write_evaluation
+
+            pngs = write_evaluation(self.run_dir / "eval", result, self.title, pl_module, self.config_yaml,
+                                    trainer.global_step, trainer.current_epoch,
+                                    sample=(self.evaluation.pair_sets[next(iter(self.evaluation.pair_sets))].arch,
+                                            self.evaluation.sample_networks()[1]))
+            self._to_tensorboard(trainer, scalars if not log_scalars else {}, pngs)
+            print(f"[interpolation] step {trainer.global_step}: {len(self.evaluation.pair_sets)} pair kinds in "
+                  f"{result.seconds:.1f}s\n{result.table()}", flush=True)
+
+    @staticmethod
+    def _to_tensorboard(trainer, scalars: dict, pngs: dict) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                import io
+
+                import numpy as np
+                from PIL import Image
+
+                for key, value in scalars.items():
+                    logger.experiment.add_scalar(key, value, trainer.global_step)
+                for name, png in pngs.items():
+                    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+                    logger.experiment.add_image(f"interp/{name}", img, trainer.global_step, dataformats="HWC")
+                logger.experiment.flush()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        self._val_epochs += 1
+        if self.every and self._val_epochs % self.every == 0:
+            self._evaluate(trainer, pl_module, log_scalars=True)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._last_step != trainer.global_step and not trainer.interrupted:
+            self._evaluate(trainer, pl_module, log_scalars=False)
+
+
 def build_callbacks(cfg, run_dir: Path) -> list[L.Callback]:
     """Evaluation callbacks the config asks for."""
-    callbacks: list[L.Callback] = []
-    try:
-        from .evaluation_callback import InterpolationCallback
-    except ImportError:
-        return callbacks
-    if cfg.evaluation.enabled:
-        callbacks.append(InterpolationCallback.from_config(cfg, run_dir))
-    return callbacks
+    if not cfg.evaluation.enabled:
+        return []
+    return [InterpolationCallback.from_config(cfg, run_dir)]

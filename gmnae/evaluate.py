@@ -1,0 +1,71 @@
+"""`gmnae evaluate CKPT`: the training callback's merging evaluation, standalone, on a checkpoint.
+
+    gmnae evaluate runs/digits-inr-scalegmn-small-s0/checkpoints/last.ckpt --split test --pairs 100
+
+Prints the barrier table (method x pair kind) and writes CSV, PNG and `report.html` to --out
+(default: <run>/evaluate-<split>/). The run's `config.yaml` supplies the dataset (zoo, task data).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .errors import GmnaeError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", help="a checkpoint written by gmnae train (e.g. runs/NAME/checkpoints/last.ckpt)")
+    p.add_argument("--split", default="test", help="zoo split the pairs come from (default test)")
+    p.add_argument("--pairs", type=int, help="pairs per pair kind (default: the run's evaluation.pairs_per_kind)")
+    p.add_argument("--lambdas", type=int, help="points on the interpolation grid")
+    p.add_argument("--zoo", help="zoo folder (default: the run's dataset.zoo)")
+    p.add_argument("--config", help="run config (default: config.yaml of the checkpoint's run folder)")
+    p.add_argument("--out", help="output folder (default <run>/evaluate-<split>)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+
+
+def run(args) -> int:
+    import torch
+    from omegaconf import OmegaConf
+
+    from .autoencoder import WeightSpaceAutoencoder
+    from .evaluation import MergeEvaluation
+    from .report import write_evaluation
+    from .zoo.format import Zoo
+
+    ckpt = Path(args.ckpt)
+    if not ckpt.exists():
+        raise GmnaeError(f"checkpoint {ckpt} does not exist; pass a .ckpt written by gmnae train")
+    cfg_path = Path(args.config) if args.config else ckpt.parent.parent / "config.yaml"
+    if not cfg_path.exists():
+        raise GmnaeError(f"no run config at {cfg_path}; pass --config RUN/config.yaml")
+    cfg = OmegaConf.load(cfg_path)
+    if args.pairs:
+        cfg.evaluation.pairs_per_kind = args.pairs
+    if args.lambdas:
+        cfg.evaluation.lambdas = args.lambdas
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        model = WeightSpaceAutoencoder.load_from_checkpoint(ckpt, map_location=device)
+    except Exception as e:  # a truncated or foreign file
+        raise GmnaeError(f"cannot load {ckpt} as a gmnae checkpoint ({type(e).__name__}: {e})") from e
+    zoo = Zoo(args.zoo or cfg.dataset.zoo)
+    if zoo.arch.layers != model.arch.layers:
+        raise GmnaeError(f"zoo {zoo.root} holds {zoo.arch.describe()}, the checkpoint was trained on "
+                         f"{model.arch.describe()}; pass --zoo")
+    evaluation = MergeEvaluation.from_config(zoo, cfg, args.split)
+    result = evaluation.run(model.eval())
+    out = Path(args.out) if args.out else ckpt.parent.parent / f"evaluate-{args.split}"
+    kind = next(iter(evaluation.pair_sets))
+    ckpt_meta = torch.load(ckpt, map_location="cpu", weights_only=False)
+    write_evaluation(out / "eval", result, f"gmnae evaluate · {ckpt}", model, OmegaConf.to_yaml(cfg),
+                     ckpt_meta.get("global_step", 0), ckpt_meta.get("epoch", 0),
+                     sample=(evaluation.pair_sets[kind].arch, evaluation.sample_networks()[1]))
+    (out / "summary.json").write_text(json.dumps({"barriers": result.summary(),
+                                                  "reconstruction": result.reconstruction}, indent=2))
+    print(result.table())
+    for k, v in result.reconstruction.items():
+        print(f"{k}: {v:.4f}")
+    print(f"report: {out / 'report.html'}")
+    return 0

@@ -1,0 +1,245 @@
+"""Merging evaluation of an autoencoder: interpolation curves and barriers on fixed pair sets.
+
+    ev = MergeEvaluation(zoo, "val", pairs_per_kind=8, lambdas=25)
+    result = ev.run(model)                      # EvaluationResult: curves and barrier summaries
+    print(result.table())
+
+Pair kinds (per activation of the zoo): orbit pairs for each transform kind (P/D/PD for sine and
+tanh, P/S/PS for ReLU, plus Gaussian noise) and independent pairs. Methods: `naive`, `wm` and the
+matching variant that fits the activation (`wm-signed`, `wm-scale`), `ae` (interpolate between
+decoded endpoints dec(enc(a)), dec(enc(b))) and `ae-latent` (decode (1-λ)z_a + λz_b).
+
+Under DDP, every rank computes its share of the pairs (`rank`/`world_size`), the shares are
+gathered with one `gather` call per tensor, same shape on every rank, and every rank ends with the
+same full result. Baseline methods do not depend on the model: they are computed once and cached.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .merge.barriers import barrier_metrics
+from .merge.interpolation import lambda_grid, linear_path, method_path, zoo_evaluator
+from .merge.pairs import PairSet, orbit_kinds, zoo_pairs
+from .weightspace import ACTIVATIONS
+from .weightspace.architecture import HOMOGENEOUS_ACTIVATIONS, ODD_ACTIVATIONS
+
+AE_METHODS = ("ae", "ae-latent")
+
+
+def baseline_methods(activation: str) -> tuple[str, ...]:
+    extra = ("wm-signed",) if activation in ODD_ACTIVATIONS else ("wm-scale",) if activation in HOMOGENEOUS_ACTIVATIONS else ()
+    return ("naive", "wm", *extra)
+
+
+@dataclass
+class EvaluationResult:
+    lambdas: torch.Tensor
+    # curves[kind][method][metric] -> [n_pairs, L]
+    curves: dict[str, dict[str, dict[str, torch.Tensor]]]
+    primary: dict[str, str]           # kind -> the metric barriers are computed on
+    higher_is_better: dict[str, bool]
+    reconstruction: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def barriers(self) -> dict[str, dict[str, dict[str, torch.Tensor]]]:
+        """[kind][method][barrier metric] -> per-pair values `[n]` on the kind's primary metric."""
+        out = {}
+        for kind, methods in self.curves.items():
+            out[kind] = {m: barrier_metrics(c[self.primary[kind]], self.lambdas) for m, c in methods.items()}
+        return out
+
+    def summary(self) -> list[dict]:
+        """One row per (kind, method): mean/std/median/quartiles of each barrier metric."""
+        rows = []
+        for kind, methods in self.barriers().items():
+            for method, metrics in methods.items():
+                row = {"kind": kind, "method": method, "metric": self.primary[kind], "pairs": len(next(iter(metrics.values())))}
+                for name, v in metrics.items():
+                    v = v.double()
+                    row[f"{name}_mean"] = float(v.mean())
+                    row[f"{name}_std"] = float(v.std()) if len(v) > 1 else 0.0
+                    row[f"{name}_median"] = float(v.median())
+                rows.append(row)
+        return rows
+
+    def scalars(self) -> dict[str, float]:
+        """Flat scalars for loggers: interp/<kind>/<method>/<barrier metric>."""
+        out = {}
+        for row in self.summary():
+            for key in ("barrier", "barrier_linear", "auc", "max", "min"):
+                if f"{key}_mean" in row:
+                    out[f"interp/{row['kind']}/{row['method']}/{key}"] = row[f"{key}_mean"]
+        out.update({f"recon/{k}": v for k, v in self.reconstruction.items()})
+        out["interp/seconds"] = self.seconds
+        return out
+
+    def table(self) -> str:
+        """Barrier (mean ± std) by method x pair kind, as text."""
+        rows = self.summary()
+        kinds = list(dict.fromkeys(r["kind"] for r in rows))
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        cell = {(r["kind"], r["method"]): f"{r['barrier_mean']:.4f} ± {r['barrier_std']:.4f}" for r in rows}
+        w = max(18, *(len(k) + 2 for k in kinds))
+        lines = [f"{'method':<12}" + "".join(f"{k:>{w}}" for k in kinds)]
+        for m in methods:
+            lines.append(f"{m:<12}" + "".join(f"{cell.get((k, m), '-'):>{w}}" for k in kinds))
+        metric = ", ".join(sorted(set(self.primary.values())))
+        return f"loss barrier on {metric} (max - mean of endpoints), mean ± std over pairs\n" + "\n".join(lines)
+
+
+def _local_indices(n: int, rank: int, world: int) -> tuple[torch.Tensor, int]:
+    """This rank's pair indices, padded (by repeating its first) to ceil(n / world) for equal shapes."""
+    per = math.ceil(n / world)
+    mine = list(range(rank, n, world))
+    padded = mine + [mine[0] if mine else 0] * (per - len(mine))
+    return torch.tensor(padded, dtype=torch.long), len(mine)
+
+
+def _reassemble(gathered: torch.Tensor, n: int, world: int) -> torch.Tensor:
+    """Inverse of the round-robin split: gathered `[world, per, ...]` -> `[n, ...]`."""
+    per = gathered.shape[1]
+    order = gathered.transpose(0, 1).reshape(world * per, *gathered.shape[2:])  # pair i = (i % world, i // world)
+    return order[:n]
+
+
+class MergeEvaluation:
+    """Fixed, seeded pair sets of a zoo split and the curves of every method on them."""
+
+    def __init__(self, zoo, split: str = "val", pairs_per_kind: int = 8, lambdas: int = 25, noise_std: float = 0.005,
+                 max_iter: int = 100, seed: int = 0, activation: str | None = None, data_root: str | None = None,
+                 reconstructions: int = 8):
+        self.zoo, self.split, self.data_root = zoo, split, data_root
+        self.lambdas = lambda_grid(lambdas)
+        self.max_iter, self.n_recon = max_iter, reconstructions
+        acts = sorted(set(zoo.activations(split))) if activation is None else [activation]
+        self.pair_sets: dict[str, PairSet] = {}
+        for act in acts:
+            prefix = f"{act}:" if len(acts) > 1 else ""
+            for kind in [f"orbit-{k}" for k in orbit_kinds(act)] + ["independent"]:
+                ps = zoo_pairs(zoo, split, kind, n_pairs=pairs_per_kind, seed=seed, sigma=noise_std,
+                               activation=act if zoo.arch.activation == "mixed" else None)
+                if len(ps):
+                    self.pair_sets[prefix + kind] = ps
+        self._evaluators = {}
+        self._baselines: dict[str, dict[str, dict[str, torch.Tensor]]] | None = None
+
+    @staticmethod
+    def from_config(zoo, cfg, split: str = "val") -> "MergeEvaluation":
+        e = cfg.evaluation
+        return MergeEvaluation(zoo, split, e.pairs_per_kind, e.lambdas, e.noise_std, e.max_iter, cfg.seed,
+                               cfg.dataset.get("activation"), cfg.dataset.get("data_root"), e.reconstructions)
+
+    def evaluator(self, kind: str):
+        if kind not in self._evaluators:
+            ps = self.pair_sets[kind]
+            self._evaluators[kind] = zoo_evaluator(self.zoo, self.split, ps.index_a, activation=ps.activation,
+                                                   data_root=self.data_root, reference=ps.a)
+        return self._evaluators[kind]
+
+    # ---- curves of one shard of pairs -----------------------------------------------------------
+    def _baseline_curves(self, kind: str, idx: torch.Tensor, device) -> dict[str, dict[str, torch.Tensor]]:
+        ps = self.pair_sets[kind]
+        ev = self._shard_evaluator(kind, idx)
+        a, b = ps.a[idx].to(device), ps.b[idx].to(device)
+        out = {}
+        for method in baseline_methods(ps.activation):
+            path = method_path(ps.arch, a, b, method, self.lambdas.to(device), max_iter=self.max_iter)
+            out[method] = ev(path)
+        return out
+
+    def _ae_curves(self, model, kind: str, idx: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        ps = self.pair_sets[kind]
+        ev = self._shard_evaluator(kind, idx)
+        device, dtype = model.device, next(model.parameters()).dtype
+        a, b = ps.a[idx].to(device, dtype), ps.b[idx].to(device, dtype)
+        codes = torch.full((len(idx),), ACTIVATIONS.index(ps.activation), device=device)
+        lam = self.lambdas.to(device, dtype)
+        za, zb = model.encode(a, codes), model.encode(b, codes)
+        ae_path = linear_path(model.decode(za), model.decode(zb), lam)
+        z_path = linear_path(za, zb, lam)  # [n, L, d]
+        latent_path = model.decode(z_path.reshape(-1, z_path.shape[-1])).view(len(idx), len(lam), -1)
+        return {"ae": ev(ae_path), "ae-latent": ev(latent_path)}
+
+    def _shard_evaluator(self, kind: str, idx: torch.Tensor):
+        """The kind's evaluator restricted to the pairs `idx` (targets and references follow the pairs)."""
+        import copy
+
+        ev = copy.copy(self.evaluator(kind))
+        for attr in ("targets", "reference"):
+            v = getattr(ev, attr, None)
+            if v is not None:
+                setattr(ev, attr, v[idx])
+        if isinstance(getattr(ev, "activation", None), (list, tuple)):
+            ev.activation = [ev.activation[i] for i in idx.tolist()]
+        return ev
+
+    # ---- the whole evaluation -------------------------------------------------------------------
+    def _sharded(self, fn, rank: int, world: int, gather) -> dict[str, dict[str, dict[str, torch.Tensor]]]:
+        """Run fn(kind, idx) -> {method: {metric: [m, L]}} on this rank's pairs; gather every rank's share."""
+        out = {}
+        for kind, ps in self.pair_sets.items():
+            idx, _ = _local_indices(len(ps), rank, world)
+            local = fn(kind, idx)
+            out[kind] = {}
+            for method, metrics in local.items():
+                out[kind][method] = {}
+                for name, t in metrics.items():
+                    t = t.detach().float()
+                    g = gather(t) if world > 1 else t.unsqueeze(0)
+                    out[kind][method][name] = _reassemble(g.cpu(), len(ps), world)
+        return out
+
+    @torch.no_grad()
+    def run(self, model, rank: int = 0, world_size: int = 1, gather=None) -> EvaluationResult:
+        """Every rank must call this (it gathers); every rank gets the same result."""
+        t0 = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        device = model.device
+        if self._baselines is None:
+            self._baselines = self._sharded(lambda k, i: self._baseline_curves(k, i, device), rank, world_size, gather)
+        ae = self._sharded(lambda k, i: self._ae_curves(model, k, i), rank, world_size, gather)
+        curves = {k: {**self._baselines[k], **ae[k]} for k in self.pair_sets}
+        primary = {k: self.evaluator(k).primary for k in self.pair_sets}
+        hib = {k: False for k in self.pair_sets}
+        recon = self.reconstruction_quality(model)
+        model.train(was_training)
+        return EvaluationResult(self.lambdas, curves, primary, hib, recon, time.perf_counter() - t0)
+
+    def sample_networks(self) -> tuple[str, torch.Tensor]:
+        """A few networks of the split (the first endpoints of the first pair kind) for reconstructions."""
+        kind = next(iter(self.pair_sets))
+        return kind, self.pair_sets[kind].a[: self.n_recon]
+
+    def reconstruction_quality(self, model) -> dict[str, float]:
+        """INR: PSNR of decoded vs original renderings. CNN: accuracy of decoded vs original networks."""
+        out = {}
+        for kind, ps in self.pair_sets.items():
+            if not kind.endswith("independent"):
+                continue
+            prefix = kind[: -len("independent")]
+            device, dtype = model.device, next(model.parameters()).dtype
+            a = torch.cat([ps.a, ps.b]).to(device, dtype)
+            codes = torch.full((len(a),), ACTIVATIONS.index(ps.activation), device=device)
+            decoded = model.decode(model.encode(a, codes))
+            ev = self.evaluator(kind)
+            if ps.arch.family == "siren":
+                orig, rec = ev.render(a), ev.render(decoded)
+                mse = (orig - rec).pow(2).mean(1)
+                out[f"{prefix}psnr_decoded_vs_original"] = float((10 * torch.log10(1 / mse.clamp_min(1e-12))).mean())
+                if ev.targets is not None:
+                    t = torch.cat([ev.targets, ev.targets]).to(orig)
+                    out[f"{prefix}psnr_original_vs_target"] = float((10 * torch.log10(1 / (orig - t).pow(2).mean(1))).mean())
+                    out[f"{prefix}psnr_decoded_vs_target"] = float((10 * torch.log10(1 / (rec - t).pow(2).mean(1))).mean())
+            else:
+                both = torch.stack([a, decoded], 1)  # [n, 2, P] as a 2-point "path"
+                ev2 = self._shard_evaluator(kind, torch.arange(len(ps)).repeat(2))
+                acc = ev2(both)["accuracy"]
+                out[f"{prefix}accuracy_original"] = float(acc[:, 0].mean())
+                out[f"{prefix}accuracy_decoded"] = float(acc[:, 1].mean())
+        return out

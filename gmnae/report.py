@@ -1,0 +1,188 @@
+"""Reports of a merging evaluation: curve figures, CSV tables and a self-contained `report.html`.
+
+Everything a browser needs is inside the HTML (figures as embedded PNG), so a run folder can be
+copied anywhere and read offline.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .evaluation import EvaluationResult  # noqa: E402
+from .weightspace import ACTIVATIONS, forward  # noqa: E402
+
+METHOD_COLORS = {"naive": "#7f7f7f", "wm": "#1f77b4", "wm-signed": "#17becf", "wm-scale": "#17becf",
+                 "ae": "#d62728", "ae-latent": "#ff7f0e"}
+
+
+def curves_figure(result: EvaluationResult, kinds: list[str] | None = None):
+    """One panel per pair kind: mean curve per method with its interquartile band."""
+    kinds = kinds or list(result.curves)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.2), squeeze=False)
+    lam = result.lambdas.numpy()
+    for ax, kind in zip(axes[0], kinds):
+        metric = result.primary[kind]
+        for method, metrics in result.curves[kind].items():
+            c = metrics[metric].numpy()
+            q25, q75 = np.percentile(c, [25, 75], axis=0)
+            color = METHOD_COLORS.get(method)
+            ax.plot(lam, c.mean(0), label=method, color=color, lw=1.6)
+            ax.fill_between(lam, q25, q75, color=color, alpha=0.15, lw=0)
+        ax.set_title(f"{kind} (n={len(next(iter(result.curves[kind].values()))[metric])})", fontsize=9)
+        ax.set_xlabel("λ")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def inr_reconstruction_figure(model, arch, params: torch.Tensor, resolution: int = 28):
+    """Originals (top) and their reconstructions dec(enc(θ)) (bottom)."""
+    from .tasks.grid import coordinate_grid
+
+    device, dtype = model.device, next(model.parameters()).dtype
+    p = params.to(device, dtype)
+    codes = torch.full((len(p),), ACTIVATIONS.index(arch.activation), device=device)
+    with torch.no_grad():
+        rec = model.decode(model.encode(p, codes))
+        grid = coordinate_grid(resolution).to(device, dtype)
+        imgs = [forward(arch, x, grid)[..., 0].view(-1, resolution, resolution).float().cpu() for x in (p, rec)]
+    n = len(p)
+    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.6), squeeze=False)
+    for row, (name, batch) in enumerate(zip(("original", "decoded"), imgs)):
+        for i in range(n):
+            axes[row][i].imshow(batch[i].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[row][i].axis("off")
+        axes[row][0].set_title(name, fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes | str) -> None:
+    tmp = Path(f"{path}.tmp{os.getpid()}")
+    tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data)
+    os.replace(tmp, path)
+
+
+def write_curves_csv(result: EvaluationResult, path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["kind", "method", "metric", "lambda", "mean", "q25", "median", "q75"])
+    for kind, methods in result.curves.items():
+        for method, metrics in methods.items():
+            for metric, c in metrics.items():
+                c = c.numpy()
+                q25, med, q75 = np.percentile(c, [25, 50, 75], axis=0)
+                for j, lam in enumerate(result.lambdas.tolist()):
+                    w.writerow([kind, method, metric, f"{lam:.6g}", f"{c[:, j].mean():.6g}", f"{q25[j]:.6g}",
+                                f"{med[j]:.6g}", f"{q75[j]:.6g}"])
+    _atomic_write(path, buf.getvalue())
+
+
+def append_barriers_csv(result: EvaluationResult, path: Path, step: int, epoch: int) -> None:
+    rows = result.summary()
+    fields = ["step", "epoch", *rows[0].keys()]
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow({"step": step, "epoch": epoch, **{k: (f"{v:.6g}" if isinstance(v, float) else v)
+                                                          for k, v in r.items()}})
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def barrier_table_html(result: EvaluationResult) -> str:
+    rows = result.summary()
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(r["kind"], r["method"]): r for r in rows}
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in kinds)
+    body = []
+    for m in methods:
+        cells = []
+        for k in kinds:
+            r = by.get((k, m))
+            if r is None:
+                cells.append("<td>–</td>")
+                continue
+            best = min((by[(k, mm)]["barrier_mean"] for mm in methods if (k, mm) in by))
+            cls = ' class="best"' if r["barrier_mean"] == best else ""
+            extra = f"<br><small>max {r['max_mean']:.4f}</small>" if "max_mean" in r else ""
+            cells.append(f"<td{cls}>{r['barrier_mean']:.4f} ± {r['barrier_std']:.4f}{extra}</td>")
+        body.append(f"<tr><th>{html.escape(m)}</th>{''.join(cells)}</tr>")
+    return f"<table><tr><th>method</th>{head}</tr>{''.join(body)}</table>"
+
+
+def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yaml: str = "",
+                 recon_png: bytes | None = None, curves_png: bytes | None = None, step: int | None = None,
+                 history_csv: Path | None = None) -> Path:
+    """Write `report.html` (self-contained) into out_dir; returns its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves_png = curves_png or figure_png(curves_figure(result))
+    recon_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.4f}</td></tr>" for k, v in result.reconstruction.items())
+    metric = ", ".join(sorted(set(result.primary.values())))
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}",
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td.best{background:#e3f5e3}",
+        "img{max-width:100%}pre{background:#f8f8f8;padding:1em;overflow:auto}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>step {step if step is not None else '–'} · evaluation took {result.seconds:.1f}s · "
+        f"{len(result.lambdas)} λ points · barrier = max<sub>λ</sub> L(θ(λ)) − ½(L(a)+L(b)) on {html.escape(metric)}; "
+        "for the autoencoder paths, 'max' is the absolute maximum loss (their endpoints carry reconstruction error).</p>",
+        "<h2>Loss barriers (mean ± std over pairs)</h2>", barrier_table_html(result),
+        "<h2>Interpolation curves (mean, interquartile band)</h2>", _img(curves_png, "interpolation curves"),
+        "<h2>Reconstruction quality</h2>", f"<table>{recon_rows}</table>",
+    ]
+    if recon_png:
+        parts += [_img(recon_png, "reconstructions")]
+    if history_csv is not None and history_csv.exists():
+        parts += ["<h2>Barrier history</h2>", f"<pre>{html.escape(history_csv.read_text()[-20000:])}</pre>"]
+    if config_yaml:
+        parts += ["<h2>Config</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]
+    parts.append("</body></html>")
+    path = out_dir / "report.html"
+    _atomic_write(path, "\n".join(parts))
+    return path
+
+
+def write_evaluation(out_dir: Path, result: EvaluationResult, title: str, model=None, config_yaml: str = "",
+                     step: int = 0, epoch: int = 0, sample: tuple | None = None) -> dict[str, bytes]:
+    """CSV + PNG + HTML for one evaluation (rank 0 only). Returns the PNGs for loggers."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves_png = figure_png(curves_figure(result))
+    _atomic_write(out_dir / "curves.png", curves_png)
+    write_curves_csv(result, out_dir / "curves.csv")
+    append_barriers_csv(result, out_dir / "barriers.csv", step, epoch)
+    pngs = {"curves": curves_png}
+    if model is not None and sample is not None and sample[0].family == "siren":
+        pngs["reconstructions"] = figure_png(inr_reconstruction_figure(model, sample[0], sample[1]))
+        _atomic_write(out_dir / "reconstructions.png", pngs["reconstructions"])
+    write_report(out_dir.parent if out_dir.name == "eval" else out_dir, result, title, config_yaml,
+                 pngs.get("reconstructions"), curves_png, step, out_dir / "barriers.csv")
+    return pngs
