@@ -1,0 +1,114 @@
+"""The interpolation callback: numbers, files, TensorBoard, DDP agreement; `gmnae evaluate`."""
+import csv
+import json
+from html.parser import HTMLParser
+
+import pytest
+import torch
+
+from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.cli import main
+from gmnae.config import load_config
+from gmnae.evaluation import MergeEvaluation, _local_indices, _reassemble
+from gmnae.merge.barriers import barrier
+from gmnae.train import train
+
+from ..training.conftest import gmnae_cmd, run_cmd, tiny_overrides
+
+EVAL = {"evaluation.enabled": "true", "evaluation.every_n_val_epochs": 1, "evaluation.pairs_per_kind": 3,
+        "evaluation.lambdas": 5, "evaluation.max_iter": 20, "evaluation.reconstructions": 3}
+
+
+@pytest.fixture(scope="module")
+def eval_run(digits_inr_zoo, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return train(load_config(tiny_overrides(digits_inr_zoo.root, runs, run_name="eval", **EVAL)))
+
+
+def test_round_robin_shards_reassemble():
+    n, world = 7, 3
+    shards = []
+    for rank in range(world):
+        idx, real = _local_indices(n, rank, world)
+        assert len(idx) == 3 and real == len(range(rank, n, world))
+        shards.append(idx * 10)
+    assert _reassemble(torch.stack(shards), n, world).tolist() == [i * 10 for i in range(n)]
+
+
+def test_run_writes_csv_png_html(eval_run):
+    ev = eval_run / "eval"
+    rows = list(csv.DictReader(open(ev / "barriers.csv")))
+    kinds = {r["kind"] for r in rows}
+    methods = {r["method"] for r in rows}
+    assert kinds == {"orbit-P", "orbit-D", "orbit-PD", "independent"}
+    assert methods == {"naive", "wm", "wm-signed", "ae", "ae-latent"}
+    assert {r["step"] for r in rows} == {"3", "6"}  # each validation epoch; the end of fit adds none
+    curves = list(csv.DictReader(open(ev / "curves.csv")))
+    assert len(curves) == 4 * 5 * 5 * 2  # kinds x methods x lambdas x metrics (target and endpoint)
+    assert (ev / "curves.png").read_bytes()[:4] == b"\x89PNG" and (ev / "reconstructions.png").exists()
+
+    class Parser(HTMLParser):
+        tags, images = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.images += tag == "img" and dict(attrs)["src"].startswith("data:image/png;base64,")
+
+    p = Parser()
+    p.feed((eval_run / "report.html").read_text())
+    assert "table" in p.tags and p.images >= 2
+
+
+def test_barriers_match_curves_and_naive_orbit_is_worse(eval_run):
+    """Weight matching undoes the planted transforms of orbit pairs: their barriers drop below naive."""
+    rows = [r for r in csv.DictReader(open(eval_run / "eval" / "barriers.csv")) if r["step"] == "6"]
+    by = {(r["kind"], r["method"]): float(r["barrier_mean"]) for r in rows}
+    assert by[("orbit-PD", "wm-signed")] < by[("orbit-PD", "naive")]
+    assert by[("orbit-P", "wm")] < by[("orbit-P", "naive")]
+
+
+def test_tensorboard_has_scalars_and_images(eval_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(eval_run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    scalars = acc.Tags()["scalars"]
+    assert "interp/independent/ae/barrier" in scalars and "interp/orbit-PD/wm-signed/barrier" in scalars
+    assert "recon/psnr_decoded_vs_original" in scalars
+    assert {"interp/curves", "interp/reconstructions"} <= set(acc.Tags()["images"])
+
+
+def test_callback_scalars_match_standalone_evaluation(eval_run, digits_inr_zoo):
+    model = WeightSpaceAutoencoder.load_from_checkpoint(eval_run / "checkpoints" / "last.ckpt")
+    cfg = load_config(tiny_overrides(digits_inr_zoo.root, eval_run.parent, **EVAL))
+    result = MergeEvaluation.from_config(digits_inr_zoo, cfg).run(model)
+    rows = [r for r in csv.DictReader(open(eval_run / "eval" / "barriers.csv")) if r["step"] == "6"]
+    for r in rows:
+        curves = result.curves[r["kind"]][r["method"]][r["metric"]]
+        assert float(r["barrier_mean"]) == pytest.approx(float(barrier(curves).mean()), rel=1e-4, abs=1e-6)
+
+
+def test_evaluate_command(eval_run, tmp_path, capsys):
+    ckpt = eval_run / "checkpoints" / "last.ckpt"
+    assert main(["evaluate", str(ckpt), "--split", "test", "--pairs", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "loss barrier" in out and "wm-signed" in out and "ae-latent" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {r["method"] for r in summary["barriers"]} >= {"naive", "ae"}
+    assert (tmp_path / "report.html").exists()
+    assert main(["evaluate", str(tmp_path / "missing.ckpt")]) == 2
+
+
+def test_callback_under_two_process_ddp_equals_one_process(digits_cnn_zoo, tmp_path):
+    """Same checkpoint, same pairs: the gathered 2-rank evaluation equals the 1-process one."""
+    base = tiny_overrides(digits_cnn_zoo.root, tmp_path, "digits-cnn", run_name="ddp-eval",
+                          **{**EVAL, "trainer.max_epochs": 1, "dataset.activation": "relu"})
+    run_cmd(gmnae_cmd("train", *base, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"), timeout=300)
+    rows = [r for r in csv.DictReader(open(tmp_path / "ddp-eval" / "eval" / "barriers.csv"))]
+    assert {r["kind"] for r in rows} == {"orbit-P", "orbit-S", "orbit-PS", "independent"}
+    model = WeightSpaceAutoencoder.load_from_checkpoint(tmp_path / "ddp-eval" / "checkpoints" / "last.ckpt")
+    cfg = load_config(base)
+    single = MergeEvaluation.from_config(digits_cnn_zoo, cfg).run(model)
+    for r in rows:
+        curves = single.curves[r["kind"]][r["method"]][r["metric"]]
+        assert float(r["barrier_mean"]) == pytest.approx(float(barrier(curves).mean()), rel=1e-4, abs=1e-6), r
