@@ -1,0 +1,258 @@
+"""`gmnae merge`: align network B to network A by weight matching and write their interpolation.
+
+    gmnae merge a.pth b.pth --out merged.pt                          # MNIST-INR files: SIREN inferred
+    gmnae merge a.pt b.pt --method wm-scale --arch small-cnn-relu --out merged.pt
+    gmnae merge a.pt b.pt --arch zoo/digits-cnn --activation tanh --method wm-signed \\
+        --alpha 0.5 --out merged.pt --curve curve.csv                # curve on the zoo's held-out images
+
+Inputs are plain `state_dict` files (`torch.save(model.state_dict(), path)`; a checkpoint dict
+holding one under "state_dict" works too) whose floating-point tensors come in the flat layout's
+order (layer by layer, weight then bias). The output is `(1 − α)·A + α·align(B)` as a state dict
+with A's keys and dtypes. The architecture comes from `--arch` (a name or a zoo folder), else from
+`--zoo`, else from the file when its keys and shapes say it unambiguously (MNIST-INR's
+`seq.{0,1,2}.{weight,bias}`, 2→32→32→1, is the SIREN).
+
+`--curve FILE.csv|FILE.png` writes the loss along the whole path for `naive` and the chosen method:
+for CNNs cross-entropy and accuracy on the held-out task images (of the `--zoo` / zoo `--arch`; the
+built-in digits task for `digits-cnn-*`), for INRs the MSE of each rendering against A's rendering.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+import torch
+
+from ..errors import GmnaeError
+
+METHOD_CHOICES = ("wm", "wm-signed", "wm-scale", "naive")
+MNIST_INR_KEYS = ["seq.0.weight", "seq.0.bias", "seq.1.weight", "seq.1.bias", "seq.2.weight", "seq.2.bias"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("a", help="state dict of network A (the reference; B is aligned to it)")
+    p.add_argument("b", help="state dict of network B (same architecture)")
+    p.add_argument("--method", choices=METHOD_CHOICES, default="wm",
+                   help="wm: permutations; wm-signed: signed permutations (sine/tanh); "
+                        "wm-scale: permutations after unit-norm rescaling (ReLU); naive: no alignment (default wm)")
+    p.add_argument("--alpha", type=float, default=0.5, help="merged = (1 - alpha) A + alpha align(B) (default 0.5)")
+    p.add_argument("--out", required=True, help="where to write the merged state dict (.pt)")
+    p.add_argument("--arch", help="architecture name (siren, mnist-inr, small-cnn-relu, small-cnn-tanh, "
+                                  "digits-cnn-relu, digits-cnn-tanh) or a zoo folder")
+    p.add_argument("--activation", choices=("sine", "relu", "tanh"),
+                   help="the networks' activation, for architectures/zoos that mix activations")
+    p.add_argument("--zoo", help="zoo folder whose task data the --curve is evaluated on")
+    p.add_argument("--curve", help="write the interpolation curve (naive and --method) to FILE.csv or FILE.png")
+    p.add_argument("--points", type=int, default=25, help="λ points of the curve (default 25)")
+    p.add_argument("--max-iter", type=int, default=100, help="weight-matching sweeps at most (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sweep order (default 0)")
+    p.add_argument("--data-root", help="folder with the task's image data (CIFAR-10 zoos)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and checking the inputs
+# ---------------------------------------------------------------------------------------------
+def load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    p = Path(path)
+    if not p.is_file():
+        raise GmnaeError(f"{path}: no such file; pass the path of a state dict saved with torch.save(model.state_dict(), path)")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle / zip / torch errors: all mean "not a readable state dict"
+        raise GmnaeError(f"{path}: cannot be read as a PyTorch state dict ({type(e).__name__}); "
+                         "save it with torch.save(model.state_dict(), path)") from e
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not any(torch.is_tensor(v) for v in obj.values()):
+        raise GmnaeError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors; "
+                         "save it with torch.save(model.state_dict(), path)")
+    for key, v in obj.items():
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all():
+            raise GmnaeError(f"{path}: tensor {key!r} has NaN or Inf values; merge only finite networks "
+                             "(pick another checkpoint or retrain)")
+    return obj
+
+
+def float_items(state: dict) -> list[tuple[str, torch.Tensor]]:
+    return [(k, v) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
+
+
+def check_same_layout(path_a: str, sa: dict, path_b: str, sb: dict) -> None:
+    fa, fb = float_items(sa), float_items(sb)
+    if [k for k, _ in fa] != [k for k, _ in fb]:
+        missing = sorted(set(k for k, _ in fa) ^ set(k for k, _ in fb))
+        detail = f"keys differ ({', '.join(missing[:4])})" if missing else "keys come in a different order"
+        raise GmnaeError(f"{path_b} does not match {path_a}: {detail}; merge two networks of the same architecture")
+    for (k, va), (_, vb) in zip(fa, fb):
+        if va.shape != vb.shape:
+            raise GmnaeError(f"{path_b} does not match {path_a}: {k!r} has shape {tuple(vb.shape)} vs "
+                             f"{tuple(va.shape)}; merge two networks of the same architecture")
+
+
+def infer_architecture(path: str, state: dict):
+    """The architecture a state dict's keys and shapes name unambiguously, else a GmnaeError."""
+    from ..weightspace import Architecture
+
+    items = float_items(state)
+    keys, shapes = [k for k, _ in items], [tuple(v.shape) for _, v in items]
+    siren = Architecture.siren()
+    if keys == MNIST_INR_KEYS and shapes == [tuple(s) for _, s in siren.param_shapes]:
+        return siren
+    listing = ", ".join(f"{k} {list(s)}" for k, s in list(zip(keys, shapes))[:4])
+    raise GmnaeError(f"{path}: cannot tell the architecture from its tensors ({listing}, ...); pass --arch NAME "
+                     "(siren, small-cnn-relu, small-cnn-tanh, digits-cnn-relu, digits-cnn-tanh) or --arch ZOO_DIR")
+
+
+def resolve_architecture(args, state: dict):
+    """(architecture with a concrete activation, zoo or None) from --arch / --zoo / the file."""
+    from ..weightspace import named_architecture
+    from ..zoo import Zoo
+
+    zoo = Zoo(args.zoo) if args.zoo else None
+    if args.arch:
+        if Path(args.arch).is_dir():
+            zoo_arch = Zoo(args.arch)
+            zoo = zoo or zoo_arch
+            arch = zoo_arch.arch
+        else:
+            try:
+                arch = named_architecture(args.arch)
+            except ValueError as e:
+                raise GmnaeError(f"--arch {args.arch}: {e}") from e
+    elif zoo is not None:
+        arch = zoo.arch
+    else:
+        arch = infer_architecture(args.a, state)
+    if args.activation:
+        if arch.activation not in ("mixed", args.activation):
+            raise GmnaeError(f"--activation {args.activation} contradicts the architecture's {arch.activation}; "
+                             "drop --activation or pick the matching --arch")
+        arch = arch.with_activation(args.activation)
+    if arch.activation == "mixed":
+        raise GmnaeError(f"{arch.name or 'this zoo'} mixes activations: pass --activation relu|tanh for these networks")
+    return arch, zoo
+
+
+def flat_params(arch, path: str, state: dict) -> torch.Tensor:
+    items = float_items(state)
+    want = [tuple(s) for _, s in arch.param_shapes]
+    got = [tuple(v.shape) for _, v in items]
+    if got != want:
+        raise GmnaeError(f"{path}: tensor shapes {got[:4]}... do not fit {arch.describe()} (expects {want[:4]}...); "
+                         "pass the right --arch")
+    return torch.cat([v.detach().reshape(-1).to(torch.float64) for _, v in items])
+
+
+def state_from_flat(template: dict, flat: torch.Tensor) -> dict:
+    """A's state dict with its floating tensors replaced from `flat` (keys, order, dtypes kept)."""
+    out, pos = {}, 0
+    for k, v in template.items():
+        if torch.is_tensor(v) and v.is_floating_point():
+            n = v.numel()
+            out[k] = flat[pos:pos + n].view(v.shape).to(v.dtype).clone()
+            pos += n
+        else:
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Curves
+# ---------------------------------------------------------------------------------------------
+def curve_task(arch, zoo) -> dict | None:
+    """The task whose held-out images a CNN curve uses: the zoo's, or the built-in digits task."""
+    if zoo is not None:
+        return zoo.task
+    if tuple(arch.image_size) == (8, 8):  # digits-cnn-relu / digits-cnn-tanh: the embedded digits task
+        return {"name": "digits", "split_seed": 0}
+    return None
+
+
+def curve_evaluator(arch, zoo, a: torch.Tensor, data_root: str | None):
+    from .interpolation import ClassifierEvaluator, InrEvaluator
+
+    if arch.family == "siren":
+        res = int(zoo.task.get("resolution", 28)) if zoo is not None else 28
+        return InrEvaluator(arch, None, reference=a.unsqueeze(0), resolution=res)
+    from ..tasks.classification import task_images
+
+    images, labels = task_images(curve_task(arch, zoo), "test", data_root)
+    return ClassifierEvaluator(arch, images.double(), labels, arch.activation)
+
+
+def write_curve(path: str, lambdas: torch.Tensor, curves: dict[str, dict[str, torch.Tensor]], primary: str) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        cols = [(m, k) for m, c in curves.items() for k in c]
+        with open(out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["lambda"] + [f"{m}:{k}" for m, k in cols])
+            for i, lam in enumerate(lambdas.tolist()):
+                w.writerow([f"{lam:.6g}"] + [f"{float(curves[m][k][0, i]):.8g}" for m, k in cols])
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [primary] + (["accuracy"] if "accuracy" in next(iter(curves.values())) else [])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for method, c in curves.items():
+            ax.plot(lambdas.numpy(), c[metric][0].numpy(), marker="o", ms=3, label=method)
+        ax.set_xlabel("λ  (0 = A, 1 = aligned B)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+def run(args) -> int:
+    from .barriers import barrier
+    from .interpolation import lambda_grid, linear_path
+    from .matching import check_method, match_weights
+
+    if not (0.0 <= args.alpha <= 1.0) or math.isnan(args.alpha):
+        raise GmnaeError(f"--alpha {args.alpha} is outside [0, 1]; 0 gives A, 1 gives the aligned B")
+    if args.curve and Path(args.curve).suffix not in (".csv", ".png"):
+        raise GmnaeError(f"--curve {args.curve}: write a .csv or a .png file")
+    if args.points < 2:
+        raise GmnaeError("--points must be at least 2")
+    sa, sb = load_state_dict(args.a), load_state_dict(args.b)
+    check_same_layout(args.a, sa, args.b, sb)
+    arch, zoo = resolve_architecture(args, sa)
+    try:
+        check_method(args.method, arch.activation)
+    except ValueError as e:
+        raise GmnaeError(f"--method {args.method}: {e}") from e
+    if args.curve and arch.family == "cnn" and curve_task(arch, zoo) is None:
+        raise GmnaeError("--curve for a CNN needs its task's images: pass --zoo ZOO_DIR (or --arch ZOO_DIR) "
+                         "of the networks' task")
+    a, b = flat_params(arch, args.a, sa), flat_params(arch, args.b, sb)
+    res = match_weights(arch, a.unsqueeze(0), b.unsqueeze(0), args.method, max_iter=args.max_iter, seed=args.seed)
+    aligned = res.aligned[0]
+    merged = (1 - args.alpha) * a + args.alpha * aligned
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state_from_flat(sa, merged), out)
+    moved = (aligned - b).abs().max().item()
+    print(f"merged {args.a} and {args.b}: {arch.describe()}")
+    print(f"  method {args.method}, alpha {args.alpha:g}, sweeps {int(res.sweeps[0])}, "
+          f"max |align(B) - B| {moved:.4g} -> {out}")
+    if args.curve:
+        ev = curve_evaluator(arch, zoo, a, args.data_root)
+        lam = lambda_grid(args.points, dtype=torch.float64)
+        curves = {"naive": ev(linear_path(a.unsqueeze(0), b.unsqueeze(0), lam))}
+        if args.method != "naive":
+            curves[args.method] = ev(linear_path(a.unsqueeze(0), aligned.unsqueeze(0), lam))
+        write_curve(args.curve, lam, curves, ev.primary)
+        for method, c in curves.items():
+            print(f"  {method:>9}: barrier on {ev.primary} {float(barrier(c[ev.primary])[0]):.4g}")
+        print(f"  curve -> {args.curve}")
+    return 0

@@ -1,0 +1,116 @@
+"""`gmnae merge` end to end on state-dict files, and its one-line errors."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from gmnae.cli import main
+from gmnae.merge.matching import match_weights
+from gmnae.tasks.grid import coordinate_grid
+from gmnae.weightspace import forward, unflatten
+
+
+def _save(arch, flat, path, prefix="seq", dtype=torch.float32):
+    sd = {}
+    for i, (w, b) in enumerate(unflatten(arch, flat)):
+        sd[f"{prefix}.{i}.weight"] = w.clone().to(dtype)
+        sd[f"{prefix}.{i}.bias"] = b.clone().to(dtype)
+    torch.save(sd, path)
+    return sd
+
+
+@pytest.fixture
+def inr_files(tmp_path, digits_inr_zoo):
+    """Two INRs of one image in MNIST-INR's key layout (seq.{0,1,2}.{weight,bias})."""
+    meta = digits_inr_zoo.read_meta("train")
+    i = int(np.nonzero(meta["seed_index"] == 0)[0][0])
+    j = int(np.nonzero((meta["image_index"] == meta["image_index"][i]) & (meta["seed_index"] == 1))[0][0])
+    p = torch.from_numpy(digits_inr_zoo.read_params("train"))
+    _save(digits_inr_zoo.arch, p[i], tmp_path / "a.pth")
+    _save(digits_inr_zoo.arch, p[j], tmp_path / "b.pth")
+    return digits_inr_zoo.arch, p[i].double(), p[j].double(), tmp_path
+
+
+def _flat(sd):
+    return torch.cat([v.reshape(-1).double() for v in sd.values()])
+
+
+def test_merge_mnist_inr_layout(inr_files, capsys):
+    arch, a, b, d = inr_files
+    rc = main(["merge", str(d / "a.pth"), str(d / "b.pth"), "--method", "wm-signed", "--alpha", "0.25",
+               "--out", str(d / "merged.pt"), "--curve", str(d / "curve.csv")])
+    assert rc == 0
+    merged = torch.load(d / "merged.pt")
+    assert list(merged) == ["seq.0.weight", "seq.0.bias", "seq.1.weight", "seq.1.bias", "seq.2.weight", "seq.2.bias"]
+    assert merged["seq.0.weight"].dtype == torch.float32 and merged["seq.1.weight"].shape == (32, 32)
+    aligned = match_weights(arch, a, b, "wm-signed").aligned
+    torch.testing.assert_close(_flat(merged), (0.75 * a + 0.25 * aligned).float().double())
+    rows = list(csv.reader(open(d / "curve.csv")))
+    assert rows[0] == ["lambda", "naive:mse_endpoint", "wm-signed:mse_endpoint"] and len(rows) == 26
+    assert float(rows[1][1]) < 1e-12  # λ = 0 is A itself
+    assert "barrier" in capsys.readouterr().out
+
+
+def test_merge_alpha_one_is_function_of_b(inr_files):
+    arch, a, b, d = inr_files
+    assert main(["merge", str(d / "a.pth"), str(d / "b.pth"), "--alpha", "1", "--out", str(d / "m.pt")]) == 0
+    merged = _flat(torch.load(d / "m.pt"))
+    x = coordinate_grid(28, dtype=torch.float64)
+    torch.testing.assert_close(forward(arch, merged[None], x), forward(arch, b.float().double()[None], x),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_merge_cnn_with_zoo_and_png(tmp_path, digits_cnn_zoo, capsys):
+    acts = np.array(digits_cnn_zoo.activations("train"))
+    p = torch.from_numpy(digits_cnn_zoo.read_params("train"))[torch.from_numpy(acts == "relu")]
+    arch = digits_cnn_zoo.arch.with_activation("relu")
+    _save(arch, p[0], tmp_path / "a.pt", prefix="net")
+    _save(arch, p[1], tmp_path / "b.pt", prefix="net")
+    args = ["merge", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "m.pt")]
+    assert main(args + ["--arch", str(digits_cnn_zoo.root), "--activation", "relu", "--method", "wm-scale",
+                        "--curve", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert list(torch.load(tmp_path / "m.pt")) == [f"net.{i}.{k}" for i in range(4) for k in ("weight", "bias")]
+    assert main(args + ["--arch", "digits-cnn-relu", "--curve", str(tmp_path / "c.csv")]) == 0
+    header = next(csv.reader(open(tmp_path / "c.csv")))
+    assert header == ["lambda", "naive:loss", "naive:accuracy", "wm:loss", "wm:accuracy"]
+
+
+def _error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gmnae: error:") and "\n" not in err
+    return err
+
+
+def test_merge_errors(inr_files, tmp_path, capsys):
+    arch, a, b, d = inr_files
+    out = ["--out", str(d / "m.pt")]
+    A, B = str(d / "a.pth"), str(d / "b.pth")
+    # unreadable file
+    (d / "junk.pt").write_text("not a checkpoint")
+    err = _error(capsys, ["merge", str(d / "junk.pt"), B] + out)
+    assert "junk.pt" in err and "torch.save(model.state_dict()" in err
+    assert "no such file" in _error(capsys, ["merge", str(d / "missing.pt"), B] + out)
+    # NaN weights
+    sd = torch.load(B)
+    sd["seq.2.weight"][0, 3] = float("nan")
+    torch.save(sd, d / "nan.pth")
+    err = _error(capsys, ["merge", A, str(d / "nan.pth")] + out)
+    assert "nan.pth" in err and "seq.2.weight" in err and "NaN" in err
+    # mismatched architectures
+    small = {k: v for k, v in torch.load(B).items()}
+    small["seq.1.weight"], small["seq.1.bias"] = torch.zeros(16, 32), torch.zeros(16)
+    small["seq.2.weight"] = torch.zeros(1, 16)
+    torch.save(small, d / "small.pth")
+    err = _error(capsys, ["merge", A, str(d / "small.pth")] + out)
+    assert "small.pth" in err and "same architecture" in err and "seq.1.weight" in err
+    # not inferable -> asks for --arch; wrong method for the activation; bad alpha
+    torch.save({"w": torch.zeros(3, 3)}, d / "odd.pt")
+    assert "--arch" in _error(capsys, ["merge", str(d / "odd.pt"), str(d / "odd.pt")] + out)
+    assert "wm-scale" in _error(capsys, ["merge", A, B, "--method", "wm-scale"] + out)
+    assert "--alpha" in _error(capsys, ["merge", A, B, "--alpha", "1.5"] + out)
+    assert "--arch" in _error(capsys, ["merge", A, B, "--arch", "small-cnn-relu"] + out)
+    assert ".csv or a .png" in _error(capsys, ["merge", A, B, "--curve", str(d / "c.txt")] + out)
+    assert not (d / "m.pt").exists()
