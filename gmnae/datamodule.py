@@ -8,8 +8,9 @@
 2. the resulting order is cut into one contiguous block per DDP rank, every rank the same size:
    training drops the remainder (no network is read twice in an epoch), evaluation pads the
    last rank with rows flagged `valid = 0` (every network counted exactly once);
-3. each rank's block is cut into batches, and DataLoader workers take batches round-robin, so
-   every rank yields the same number of batches whatever the worker count (DDP never waits).
+3. each rank's block is cut into batches; DataLoader workers take runs of consecutive batches
+   (one shuffle window each, read in one pass over its chunks) round-robin, so every rank yields
+   the same number of batches whatever the worker count (DDP never waits).
 
 HDF5 files are opened lazily inside each worker (never before workers fork) and kept open.
 """
@@ -86,8 +87,7 @@ class ShardStream(IterableDataset):
         if not self.shuffle:
             return rows
         rng = np.random.default_rng([self.seed, self.epoch + max(self._passes - 1, 0)])
-        unit_of = rows // CHUNK_ROWS  # chunks never straddle shards when shards are CHUNK_ROWS-aligned
-        units, starts = np.unique(unit_of, return_index=True)
+        units, starts = np.unique(self._chunk_ids(rows), return_index=True)  # rows are sorted: units are runs
         bounds = np.append(starts, len(rows))
         order = np.concatenate([rows[bounds[u]:bounds[u + 1]] for u in rng.permutation(len(units))])
         w = max(1, self.shuffle_buffer)
@@ -129,20 +129,24 @@ class ShardStream(IterableDataset):
             self._files[path] = f
         return f
 
+    def _chunk_ids(self, rows: np.ndarray) -> np.ndarray:
+        """The HDF5 chunk (shard, local row // CHUNK_ROWS) each split row lives in, as one integer."""
+        shard = np.searchsorted(self.offsets, rows, side="right") - 1
+        return shard * (1 << 40) + (rows - self.offsets[shard]) // CHUNK_ROWS
+
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Parameters of split rows (any order), reading each shard's span in one slice."""
-        out = np.empty((len(rows), 0), np.float32)
-        shard_of = np.searchsorted(self.offsets, rows, side="right") - 1
-        parts = {}
-        for s in np.unique(shard_of):
-            sel = np.flatnonzero(shard_of == s)
-            local = rows[sel] - self.offsets[s]
-            lo, hi = int(local.min()), int(local.max()) + 1
-            block = self._file(self.shards[s][0])["params"][lo:hi]
-            parts[s] = (sel, block[local - lo])
-        out = np.empty((len(rows), parts[next(iter(parts))][1].shape[1]), np.float32)
-        for sel, values in parts.values():
-            out[sel] = values
+        """Parameters of split rows (any order): one contiguous read per HDF5 chunk touched."""
+        chunk = self._chunk_ids(rows)
+        out = None
+        for c in np.unique(chunk):
+            sel = np.flatnonzero(chunk == c)
+            shard = int(c >> 40)
+            local = rows[sel] - self.offsets[shard]
+            lo = int(local.min())
+            block = self._file(self.shards[shard][0])["params"][lo:int(local.max()) + 1]
+            if out is None:
+                out = np.empty((len(rows), block.shape[1]), np.float32)
+            out[sel] = block[local - lo]
         return out
 
     def __iter__(self):
@@ -150,12 +154,20 @@ class ShardStream(IterableDataset):
         rows, valid = self.rank_rows()
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        bs = self.batch_size
+        # Workers take blocks of consecutive batches (about one shuffle window each) round-robin and
+        # read a block in one pass over its chunks; the rank's total number of batches is fixed.
+        per_block = max(1, self.shuffle_buffer // bs)
         n_batches = len(self)
-        for b in range(worker, n_batches, n_workers):
-            r = rows[b * self.batch_size:(b + 1) * self.batch_size]
-            v = valid[b * self.batch_size:(b + 1) * self.batch_size]
-            yield Batch(torch.from_numpy(self.read_rows(r)), torch.from_numpy(r.astype(np.int64)),
-                        torch.from_numpy(v), torch.from_numpy(self.activation_codes[r]))
+        for first in range(worker * per_block, n_batches, n_workers * per_block):
+            last = min(first + per_block, n_batches)
+            r, v = rows[first * bs:last * bs], valid[first * bs:last * bs]
+            params = torch.from_numpy(self.read_rows(r))
+            index, valid_t = torch.from_numpy(r.astype(np.int64)), torch.from_numpy(v)
+            acts = torch.from_numpy(self.activation_codes[r])
+            for b in range(last - first):
+                s = slice(b * bs, (b + 1) * bs)
+                yield Batch(params[s], index[s], valid_t[s], acts[s])
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -1,0 +1,44 @@
+"""Forge throughput: batched training of many networks vs one network at a time (same code, B = 1)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..tasks import digits
+from ..tasks.grid import coordinate_grid
+from ..weightspace import Architecture
+from ..zoo.forge import DigitsCNNConfig, DigitsCNNForge, train_inrs
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    out = {}
+    arch, coords = Architecture.siren(), coordinate_grid(28)
+    steps = 30 if quick else 150
+    targets = digits.inr_targets()
+    batch, single = (64, 2) if quick else (512, 4)
+    t0 = time.perf_counter()
+    train_inrs(arch, targets[:batch], list(range(batch)), steps, 1e-3, coords)
+    batched = batch / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for i in range(single):
+        train_inrs(arch, targets[i:i + 1], [i], steps, 1e-3, coords)
+    one = single / (time.perf_counter() - t0)
+    out.update({"forge.inr.steps": steps, "forge.inr.batched.networks_per_s": batched,
+                "forge.inr.one_at_a_time.networks_per_s": one, "forge.inr.batched_over_one.ratio": batched / one})
+
+    cnn_steps = 30 if quick else 300
+    cnn_batch, cnn_single = (32, 2) if quick else (256, 4)
+    forge = DigitsCNNForge(DigitsCNNConfig(size=cnn_batch, steps=cnn_steps, block_size=cnn_batch))
+    t0 = time.perf_counter()
+    forge.train_block(np.arange(cnn_batch))
+    batched = cnn_batch / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for i in range(cnn_single):
+        forge.train_block(np.array([i]))
+    one = cnn_single / (time.perf_counter() - t0)
+    out.update({"forge.cnn.steps": cnn_steps, "forge.cnn.batched.networks_per_s": batched,
+                "forge.cnn.one_at_a_time.networks_per_s": one, "forge.cnn.batched_over_one.ratio": batched / one,
+                "forge.threads": torch.get_num_threads()})
+    return out
