@@ -1,0 +1,149 @@
+"""Weight-matching throughput: `gmnae bench --only merge` (add `--quick` for a small run).
+
+Pairs are *independent* pairs of trained networks (the real merging problem; orbit pairs converge
+faster): two SIRENs of one image from different seeds, and two ReLU CNNs. The networks come from
+`zoo/digits-inr` and `zoo/digits-cnn` when those exist (another folder holding both:
+`GMNAE_BENCH_ZOO_ROOT=DIR`), else small zoos are trained on the spot.
+The CNN figures use the CIFAR-10 Small CNN architecture (`Architecture.small_cnn("relu")`, 4,970
+parameters): the digits CNNs have exactly its tensor shapes (only the padding differs, which
+matching never looks at).
+
+Measured in the same run:
+- `single`: the one-pair-at-a-time algorithm written the way the public PyTorch port of Git
+  Re-Basin works (`weight_matching_reference`: a permutation spec of named axes, torch ops per
+  tensor, scipy's `linear_sum_assignment` per step). It runs once with torch's default thread count
+  and once with one thread; the faster is the baseline (`single.pairs_per_s`).
+- `batched.<solver>`: `match_weights` on a batch of pairs with each exact solver; `batched` is the
+  `auto` choice (measured by the matcher itself), with the lapx solvers on every core;
+  `batched.solver_threads1` keeps them on one.
+- `batched_over_single.ratio` = batched / single.
+- `<variant>`: the signed (SIREN) or scale-aware (CNN) matcher, batched.
+- With a CUDA device: `cuda.batched` (auto solver: host solvers or the batched torch Hungarian on
+  the device) and `cuda.torch_hungarian`.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+_TMP: dict[str, Path] = {}
+
+
+def _zoo(name: str, quick: bool):
+    from ..zoo import Zoo
+    from ..zoo.forge import build_zoo
+
+    local = Path(os.environ.get("GMNAE_BENCH_ZOO_ROOT", "zoo")) / name
+    if (local / "manifest.json").exists():
+        return Zoo(local)
+    if name not in _TMP:
+        out = Path(tempfile.mkdtemp(prefix="gmnae-bench-merge-")) / name
+        t0 = time.perf_counter()
+        if name == "digits-inr":
+            build_zoo(name, out, progress=False, size=48 if quick else 96, seeds=2, steps=150, block_size=96)
+        else:
+            build_zoo(name, out, progress=False, size=96 if quick else 192, steps=200, block_size=96,
+                      activations=("relu",))
+        print(f"  (no zoo/{name}: trained a small one in {time.perf_counter() - t0:.0f}s)", flush=True)
+        _TMP[name] = out
+    return Zoo(_TMP[name])
+
+
+def _pairs(kind: str, quick: bool):
+    from ..merge.pairs import zoo_pairs
+    from ..weightspace import Architecture
+
+    if kind == "siren":
+        zoo = _zoo("digits-inr", quick)
+        ps = zoo_pairs(zoo, "train", "independent", n_pairs=None)
+        return ps.arch, ps.a, ps.b
+    zoo = _zoo("digits-cnn", quick)
+    act = "relu" if zoo.arch.activation == "mixed" else None
+    ps = zoo_pairs(zoo, "train", "independent", n_pairs=None, activation=act)
+    return Architecture.small_cnn("relu"), ps.a, ps.b
+
+
+def _tile(t: torch.Tensor, n: int) -> torch.Tensor:
+    reps = -(-n // len(t))
+    return t.repeat(reps, 1)[:n].contiguous()
+
+
+def _single_rate(arch, a, b, n: int, threads: int) -> float:
+    from ..merge.matching import weight_matching_reference
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        weight_matching_reference(arch, a[0], b[0])  # warm-up
+        t0 = time.perf_counter()
+        for k in range(n):
+            weight_matching_reference(arch, a[k % len(a)], b[k % len(b)], seed=k)
+        return n / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _batched_rate(arch, a, b, repeat: int, **kw) -> tuple[float, str]:
+    from ..merge.matching import match_weights
+
+    match_weights(arch, a[:16], b[:16], **kw)  # warm-up (and the solver choice of "auto")
+    best, solver = float("inf"), ""
+    for _ in range(repeat):
+        if a.is_cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        res = match_weights(arch, a, b, **kw)
+        if a.is_cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+        solver = res.solver
+    return len(a) / best, solver
+
+
+def run(quick: bool) -> dict[str, float]:
+    from ..merge.matching import available_solvers
+
+    out: dict[str, float] = {}
+    n_single = 30 if quick else 200
+    n_batch = 512 if quick else 4096
+    repeat = 1 if quick else 3
+    default_threads = torch.get_num_threads()
+    for kind, variant in (("siren", "wm-signed"), ("cnn", "wm-scale")):
+        arch, a, b = _pairs(kind, quick)
+        a64, b64 = a.float(), b.float()
+        key = f"merge.{kind}"
+        out[f"{key}.distinct_pairs"] = float(len(a))
+        singles = {t: _single_rate(arch, a64, b64, n_single, t) for t in sorted({1, default_threads})}
+        for t, rate in singles.items():
+            out[f"{key}.single.threads{t}.pairs_per_s"] = rate
+        single = max(singles.values())
+        out[f"{key}.single.pairs_per_s"] = single
+        A, B = _tile(a64, n_batch), _tile(b64, n_batch)
+        out[f"{key}.batch_size"] = float(n_batch)
+        for solver in available_solvers():
+            if solver == "torch":
+                continue  # O(n^2) small kernels: for GPUs, measured below when one is present
+            rate, _ = _batched_rate(arch, A, B, repeat, method="wm", solver=solver)
+            out[f"{key}.batched.{solver}.pairs_per_s"] = rate
+        rate, chosen = _batched_rate(arch, A, B, repeat, method="wm")
+        print(f"  {kind}: auto solver -> {chosen}", flush=True)
+        out[f"{key}.batched.pairs_per_s"] = rate
+        out[f"{key}.batched_over_single.ratio"] = rate / single
+        rate1, _ = _batched_rate(arch, A, B, repeat, method="wm", solver_threads=1)
+        out[f"{key}.batched.solver_threads1.pairs_per_s"] = rate1
+        vrate, _ = _batched_rate(arch, A, B, repeat, method=variant)
+        out[f"{key}.{variant}.batched.pairs_per_s"] = vrate
+        out[f"{key}.{variant}.batched_over_single.ratio"] = vrate / single
+        if torch.cuda.is_available():
+            Ac, Bc = A.cuda(), B.cuda()
+            rate, chosen = _batched_rate(arch, Ac, Bc, repeat, method="wm")
+            print(f"  {kind}: cuda auto solver -> {chosen}", flush=True)
+            out[f"{key}.cuda.batched.pairs_per_s"] = rate
+            out[f"{key}.cuda.batched_over_single.ratio"] = rate / single
+            rate, _ = _batched_rate(arch, Ac, Bc, repeat, method="wm", solver="torch")
+            out[f"{key}.cuda.torch_hungarian.pairs_per_s"] = rate
+    return out
