@@ -49,7 +49,8 @@ def run(args) -> int:
     try:
         model = WeightSpaceAutoencoder.load_from_checkpoint(ckpt, map_location=device)
     except Exception as e:  # a truncated or foreign file
-        raise GmnaeError(f"cannot load {ckpt} as a gmnae checkpoint ({type(e).__name__}: {e})") from e
+        raise GmnaeError(f"cannot load {ckpt} as a gmnae checkpoint of this version ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else e!r})") from e
     zoo = Zoo(args.zoo or cfg.dataset.zoo)
     if zoo.arch.layers != model.arch.layers:
         raise GmnaeError(f"zoo {zoo.root} holds {zoo.arch.describe()}, the checkpoint was trained on "

@@ -216,9 +216,22 @@ class MergeEvaluation:
         kind = next(iter(self.pair_sets))
         return kind, self.pair_sets[kind].a[: self.n_recon]
 
+    def baselines(self, limit: int = 2048) -> dict[str, torch.Tensor]:
+        """What a model that ignores its input could output, from the train split: the mean network
+        (and, for INRs, the mean rendering: the best constant image under MSE)."""
+        if not hasattr(self, "_baseline_nets"):
+            train = torch.from_numpy(self.zoo.read_params("train", limit=limit))
+            self._baseline_nets = {"mean_network": train.mean(0, keepdim=True)}
+            if self.zoo.arch.family == "siren":
+                ev = self.evaluator(next(iter(self.pair_sets)))
+                self._baseline_nets["mean_image"] = ev.render(train).mean(0, keepdim=True)
+        return self._baseline_nets
+
     def reconstruction_quality(self, model) -> dict[str, float]:
-        """INR: PSNR of decoded vs original renderings. CNN: accuracy of decoded vs original networks."""
+        """INR: PSNR of decoded vs original renderings. CNN: accuracy of decoded vs original networks.
+        Both next to the input-blind baselines (mean network, mean image)."""
         out = {}
+        base = self.baselines()
         for kind, ps in self.pair_sets.items():
             if not kind.endswith("independent"):
                 continue
@@ -232,6 +245,10 @@ class MergeEvaluation:
                 orig, rec = ev.render(a), ev.render(decoded)
                 mse = (orig - rec).pow(2).mean(1)
                 out[f"{prefix}psnr_decoded_vs_original"] = float((10 * torch.log10(1 / mse.clamp_min(1e-12))).mean())
+                for name, rendering in (("mean_image", base["mean_image"].to(orig)),
+                                        ("mean_network", ev.render(base["mean_network"].to(a)))):
+                    b_mse = (orig - rendering).pow(2).mean(1)
+                    out[f"{prefix}psnr_baseline_{name}_vs_original"] = float((10 * torch.log10(1 / b_mse)).mean())
                 if ev.targets is not None:
                     t = torch.cat([ev.targets, ev.targets]).to(orig)
                     out[f"{prefix}psnr_original_vs_target"] = float((10 * torch.log10(1 / (orig - t).pow(2).mean(1))).mean())
@@ -242,4 +259,6 @@ class MergeEvaluation:
                 acc = ev2(both)["accuracy"]
                 out[f"{prefix}accuracy_original"] = float(acc[:, 0].mean())
                 out[f"{prefix}accuracy_decoded"] = float(acc[:, 1].mean())
+                mean_net = base["mean_network"].to(a).expand(1, 2, -1)
+                out[f"{prefix}accuracy_baseline_mean_network"] = float(self._shard_evaluator(kind, torch.arange(1))(mean_net)["accuracy"][0, 0])
         return out
