@@ -153,3 +153,27 @@ def test_matching_on_gpu_equals_cpu(trained_sirens):
         gpu = match_weights(arch, a.cuda(), b.cuda(), "wm-signed", solver=solver)
         assert gpu.aligned.is_cuda
         torch.testing.assert_close(gpu.aligned.cpu(), cpu.aligned)
+
+
+def test_certificate_accepts_optimal_and_rejects_improvable_assignments():
+    from gmnae.merge.matching import certify_optimal
+
+    cost = torch.randn(64, 12, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    best = solve_assignments(cost, "scipy")
+    assert torch.all(certify_optimal(cost, best, max_rounds=13))
+    worse = best.clone()
+    worse[:, [0, 1]] = worse[:, [1, 0]]  # a swap of an optimum is never better; mostly strictly worse
+    value = lambda cols: torch.gather(cost, 2, cols.unsqueeze(2)).sum((1, 2))
+    strictly = value(worse) < value(best) - 1e-9
+    assert not torch.any(certify_optimal(cost, worse, max_rounds=13)[strictly])
+
+
+def test_result_does_not_depend_on_batch_composition(trained_tanh_cnns):
+    arch, params = trained_tanh_cnns
+    a, b = params[0::2], params[1::2]
+    whole = match_weights(arch, a, b, "wm-signed", seed=2)
+    chunked = match_weights(arch, a, b, "wm-signed", seed=2, chunk=2)
+    torch.testing.assert_close(chunked.aligned, whole.aligned, rtol=0, atol=0)
+    for p, q in zip(chunked.element.perms, whole.element.perms):
+        assert torch.equal(p, q)
+    torch.testing.assert_close(match_weights(arch, a[3], b[3], "wm-signed", seed=2).aligned, whole.aligned[3])
