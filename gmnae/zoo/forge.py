@@ -315,7 +315,7 @@ def build_zoo(name: str, out: Path | str | None = None, progress: bool = True,
 
     _assemble(forge, out, work, n_blocks, config)
     shutil.rmtree(work)
-    if progress and trained:
+    if trained:
         n = sum(min(bs, forge.n_networks - b * bs) for b in range(n_blocks) if b not in done)
         print(f"trained {n} networks in {elapsed:.1f}s ({n / elapsed:.1f} networks/s) -> {out}")
     return out

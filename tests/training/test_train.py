@@ -94,3 +94,13 @@ def test_corrupt_shard_stops_before_training(digits_inr_zoo, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train-00000.h5 is corrupt" in err
     assert not (tmp_path / "runs").exists()  # nothing started
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_smoke_run_on_cuda(digits_cnn_zoo, tmp_path):
+    run_dir = train(load_config(tiny_overrides(digits_cnn_zoo.root, tmp_path, "digits-cnn",
+                                               **{"trainer.accelerator": "gpu", "evaluation.enabled": "true",
+                                                  "evaluation.pairs_per_kind": 2, "evaluation.lambdas": 5})))
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+    assert (run_dir / "report.html").exists()
