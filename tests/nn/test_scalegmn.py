@@ -1,0 +1,198 @@
+"""ScaleGMN encoder: exact invariance on trained zoo networks, both execution paths, CPU and CUDA."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gmnae.nn import EncoderConfig, ScaleGMNEncoder, has_torch_scatter, scatter_backend
+from gmnae.weightspace import apply_element, random_element, random_transform
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+SCATTER = pytest.mark.skipif(not has_torch_scatter(), reason="torch_scatter not installed (optional extra)")
+TOL = {torch.float64: 1e-5, torch.float32: 1e-4}
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def encoder(arch, symmetry, bidirectional=False, dtype=torch.float64, device="cpu", seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = EncoderConfig(d=kw.pop("d", 24), latent_dim=16, symmetry=symmetry, bidirectional=bidirectional, **kw)
+    return ScaleGMNEncoder(arch, cfg).to(device=device, dtype=dtype).eval()
+
+
+@pytest.fixture(scope="module")
+def mixed_cnns(trained_relu_cnns, trained_tanh_cnns, digits_cnn_zoo):
+    """A batch mixing ReLU and tanh CNNs (interleaved), with the per-network activations."""
+    (_, relu), (_, tanh) = trained_relu_cnns, trained_tanh_cnns
+    n = min(len(relu), len(tanh), 6)
+    params = torch.stack([p for pair in zip(relu[:n], tanh[:n]) for p in pair])
+    acts = ["relu", "tanh"] * n
+    return digits_cnn_zoo.arch, params, acts
+
+
+def mixed_transform(arch, params, acts, generator):
+    """Each network gets a random element of its own group: PS for ReLU, PD for tanh."""
+    B = params.shape[0]
+    gs = random_element(arch, B, "PS", generator, dtype=params.dtype)
+    gd = random_element(arch, B, "PD", generator, dtype=params.dtype)
+    relu = torch.tensor([a == "relu" for a in acts])
+    for l in range(len(gs.perms)):
+        gs.perms[l] = torch.where(relu[:, None], gs.perms[l], gd.perms[l])
+        gs.scales[l] = torch.where(relu[:, None], gs.scales[l], gd.scales[l])
+    return apply_element(arch, params, gs)
+
+
+CASES = [  # (fixture, symmetry, group kinds the mode claims on those networks)
+    ("trained_sirens", "sign", "PD"),
+    ("trained_tanh_cnns", "sign", "PD"),
+    ("trained_relu_cnns", "scale", "PS"),
+    ("mixed", "hetero", None),
+    ("trained_sirens", "permutation", "P"),
+    ("trained_relu_cnns", "permutation", "P"),
+    ("trained_tanh_cnns", "permutation", "P"),
+    ("trained_relu_cnns", "hetero", "PS"),
+    ("trained_tanh_cnns", "hetero", "PD"),
+]
+
+
+def _case(request, name):
+    if name == "mixed":
+        return request.getfixturevalue("mixed_cnns")
+    arch, params = request.getfixturevalue(name)
+    return arch, params[:8], None
+
+
+def _check_invariance(request, name, symmetry, kinds, bidirectional, path, dtype, device="cpu"):
+    arch, params, acts = _case(request, name)
+    gen = torch.Generator().manual_seed(7)
+    moved = (mixed_transform(arch, params, acts, gen) if kinds is None
+             else random_transform(arch, params, kinds, generator=gen))
+    noisy = params + 0.01 * params.std() * torch.randn(params.shape, generator=gen, dtype=params.dtype)
+    enc = encoder(arch, symmetry, bidirectional, dtype=dtype, device=device)
+    with torch.no_grad():
+        z, zg, zn = (enc(t.to(device=device, dtype=dtype), activation=acts, path=path) for t in (params, moved, noisy))
+    sym, noise = rel(zg, z), rel(zn, z)
+    assert torch.isfinite(z).all()
+    assert sym <= TOL[dtype], f"{symmetry} not invariant on {name}: {sym:.2e}"
+    assert noise > 1e-5 and noise > 100 * sym, f"noise {noise:.2e} vs symmetry {sym:.2e}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("path", ["dense", "edge"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["fwd", "bidir"])
+@pytest.mark.parametrize("name,symmetry,kinds", CASES, ids=[f"{s}-{n}" for n, s, _ in CASES])
+def test_invariance_on_trained_networks(request, name, symmetry, kinds, bidirectional, path, dtype):
+    _check_invariance(request, name, symmetry, kinds, bidirectional, path, dtype)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["fwd", "bidir"])
+@pytest.mark.parametrize("name,kinds", [("trained_relu_cnns", "S"), ("trained_sirens", "D"), ("trained_tanh_cnns", "D")])
+def test_permutation_mode_is_not_scale_or_sign_invariant(request, name, kinds, bidirectional):
+    arch, params = request.getfixturevalue(name)
+    params = params[:8]
+    moved = random_transform(arch, params, kinds, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        for path in ("dense", "edge"):
+            enc = encoder(arch, "permutation", bidirectional)
+            assert rel(enc(moved, path=path), enc(params, path=path)) > 1e-2
+            # ... while the mode built for that group is invariant to the very same transform
+            inv = encoder(arch, "scale" if kinds == "S" else "sign", bidirectional)
+            assert rel(inv(moved, path=path), inv(params, path=path)) < 1e-7
+
+
+def test_scale_mode_is_not_sign_invariant_and_sign_mode_not_scale_invariant(trained_relu_cnns):
+    """Each mode claims only its own group: scale normalisation must not silently discard signs."""
+    arch, params = trained_relu_cnns
+    gen = torch.Generator().manual_seed(5)
+    flipped = random_transform(arch, params[:8], "D", generator=gen)
+    scaled = random_transform(arch, params[:8], "S", generator=gen)
+    with torch.no_grad():
+        enc = encoder(arch, "scale")
+        assert rel(enc(flipped), enc(params[:8])) > 1e-3
+        enc = encoder(arch, "sign")
+        assert rel(enc(scaled), enc(params[:8])) > 1e-3
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["fwd", "bidir"])
+@pytest.mark.parametrize("name,symmetry", [("trained_sirens", "sign"), ("trained_relu_cnns", "scale"),
+                                           ("mixed", "hetero"), ("trained_tanh_cnns", "permutation")])
+@pytest.mark.parametrize("backend", ["native", pytest.param("torch_scatter", marks=SCATTER)])
+def test_dense_and_edge_paths_agree(request, name, symmetry, bidirectional, aggregation, backend):
+    arch, params, acts = _case(request, name)
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        enc = encoder(arch, symmetry, bidirectional, dtype=dtype, aggregation=aggregation)
+        p = params.to(dtype).requires_grad_(True)
+        with scatter_backend(backend):
+            zd = enc(p, activation=acts, path="dense")
+            ze = enc(p, activation=acts, path="edge")
+            assert rel(ze, zd) <= tol
+            # gradients agree too (w.r.t. the encoder's parameters and the input networks)
+            wd = torch.randn_like(zd)
+            gd = torch.autograd.grad((zd * wd).sum(), [p, *enc.parameters()], allow_unused=True)
+            ge = torch.autograd.grad((ze * wd).sum(), [p, *enc.parameters()], allow_unused=True)
+        for a, b in zip(gd, ge):
+            assert (a is None) == (b is None)
+            if a is not None and b.norm() > 0:
+                assert rel(a, b) <= 100 * tol
+
+
+def test_hetero_latent_does_not_depend_on_batch_composition(mixed_cnns):
+    arch, params, acts = mixed_cnns
+    enc = encoder(arch, "hetero", bidirectional=True)
+    with torch.no_grad():
+        z = enc(params, activation=acts)
+        relu = [i for i, a in enumerate(acts) if a == "relu"]
+        tanh = [i for i, a in enumerate(acts) if a == "tanh"]
+        assert rel(enc(params[relu], activation="relu"), z[relu]) < 1e-12
+        assert rel(enc(params[tanh], activation=["tanh"] * len(tanh)), z[tanh]) < 1e-12
+        codes = torch.tensor([1 if a == "relu" else 2 for a in acts])  # index into weightspace ACTIVATIONS
+        assert rel(enc(params, activation=codes), z) < 1e-12
+
+
+def test_api_shapes_training_and_errors(mixed_cnns, trained_sirens):
+    arch, params, acts = mixed_cnns
+    enc = ScaleGMNEncoder(arch, EncoderConfig.cnn(d=16, latent_dim=12))
+    assert enc.latent_dim == 12
+    z = enc(params.float(), activation=acts)
+    assert z.shape == (params.shape[0], 12) and z.dtype == torch.float32
+    with pytest.raises(ValueError, match="activation"):
+        enc(params.float())                       # mixed zoo, hetero, no activations
+    with pytest.raises(ValueError):
+        enc(params.float()[:, :-1], activation=acts)
+    # training: dropout active, gradients finite everywhere
+    enc.train()
+    loss = enc(params.float(), activation=acts).pow(2).mean()
+    loss.backward()
+    grads = [p.grad for p in enc.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    # default config follows the family; double() works
+    sarch, sparams = trained_sirens
+    senc = ScaleGMNEncoder(sarch).double().eval()
+    assert senc.cfg.symmetry == "sign" and senc.cfg.d == 128
+    assert senc(sparams[:2]).dtype == torch.float64
+    with pytest.raises(ValueError):
+        senc(sparams[:2], path="nope")
+
+
+@CUDA
+@pytest.mark.cuda
+@pytest.mark.parametrize("path", ["dense", "edge"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["fwd", "bidir"])
+@pytest.mark.parametrize("name,symmetry,kinds", CASES[:5], ids=[f"{s}-{n}" for n, s, _ in CASES[:5]])
+def test_invariance_on_cuda(request, name, symmetry, kinds, bidirectional, path):
+    _check_invariance(request, name, symmetry, kinds, bidirectional, path, torch.float32, device="cuda")
+
+
+@CUDA
+@pytest.mark.cuda
+def test_cuda_matches_cpu(trained_relu_cnns):
+    arch, params = trained_relu_cnns
+    enc = encoder(arch, "scale", True)
+    with torch.no_grad():
+        z = enc(params)
+        for path in ("dense", "edge"):
+            assert rel(enc.cuda()(params.cuda(), path=path).cpu(), z) < 1e-10
+            enc.cpu()
