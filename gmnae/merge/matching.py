@@ -405,7 +405,8 @@ def _intra_op_threads(n: int | None):
 def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: str = "wm",
                   max_iter: int = 100, seed: int = 0, solver: str = "auto", activation: str | None = None,
                   skip_certified: bool = True, threads: int | None = 1, solver_threads: int | None = None,
-                  certify_rounds: int | None = None, chunk: int | None = None) -> MatchResult:
+                  certify_rounds: int | None = None, chunk: int | None = None,
+                  workers: int | None = None) -> MatchResult:
     """Align every b to its a by weight matching. a, b `[n, P]` (or `[P]`); returns a `MatchResult`.
 
     `activation` is needed only for architectures with mixed activations ("mixed" zoos) to check that
@@ -420,6 +421,8 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     `chunk`: pairs handled together (default 512 on CPU, measured fastest there: larger batches
     fall out of the cache; 8192 on GPUs); every chunk replays the same seeded sweep orders, so a
     pair's result never depends on which other pairs share its batch.
+    `workers`: CPU threads that match chunks side by side (each runs single-threaded torch ops and
+    solver calls, which release the GIL). Default 1: on the shared 2-core machine two were slower.
     """
     if solver_threads is None:
         solver_threads = _cpu_count()
@@ -429,11 +432,25 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     if a.shape != b.shape:
         raise ValueError(f"pair shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     chunk = chunk or (8192 if a.is_cuda else 512)
-    parts = []
+    starts = list(range(0, max(len(a), 1), chunk))
+    workers = 1 if (workers is None or a.is_cuda) else workers
+    workers = max(1, min(workers, len(starts)))
+
+    def one(s: int) -> MatchResult:
+        return _match_weights(arch, a[s:s + chunk], b[s:s + chunk], method, max_iter, seed, solver,
+                              activation, skip_certified, 1 if workers > 1 else solver_threads, certify_rounds)
+
     with _intra_op_threads(None if a.is_cuda else threads):
-        for s in range(0, max(len(a), 1), chunk):
-            parts.append(_match_weights(arch, a[s:s + chunk], b[s:s + chunk], method, max_iter, seed, solver,
-                                        activation, skip_certified, solver_threads, certify_rounds))
+        if workers == 1:
+            parts = [one(s) for s in starts]
+        else:
+            if solver == "auto":  # choose once, before the threads race to
+                for h in set(arch.hidden_sizes):
+                    choose_solver(h, False, 1)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(one, starts))
     res = parts[0] if len(parts) == 1 else MatchResult(
         torch.cat([p.aligned for p in parts]),
         GroupElement([torch.cat(x) for x in zip(*(p.element.perms for p in parts))],

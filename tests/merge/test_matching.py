@@ -177,3 +177,11 @@ def test_result_does_not_depend_on_batch_composition(trained_tanh_cnns):
     for p, q in zip(chunked.element.perms, whole.element.perms):
         assert torch.equal(p, q)
     torch.testing.assert_close(match_weights(arch, a[3], b[3], "wm-signed", seed=2).aligned, whole.aligned[3])
+
+
+def test_worker_threads_give_the_same_result(trained_sirens):
+    arch, params = trained_sirens
+    a, b = params[0::2], params[1::2]
+    one = match_weights(arch, a, b, "wm", chunk=3)
+    two = match_weights(arch, a, b, "wm", chunk=3, workers=2)
+    torch.testing.assert_close(two.aligned, one.aligned, rtol=0, atol=0)
