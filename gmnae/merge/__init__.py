@@ -9,8 +9,8 @@
 from .barriers import auc, barrier, barrier_linear, barrier_metrics, endpoint_line, max_loss
 from .interpolation import (ClassifierEvaluator, InrEvaluator, interpolation_curves, lambda_grid, linear_path,
                             method_curves, method_path, zoo_evaluator)
-from .matching import (MATCH_METHODS, METHODS, MatchResult, align, available_solvers, check_method,
-                       choose_solver, default_method, hungarian_torch, match_weights, solve_assignments,
+from .matching import (MATCH_METHODS, METHODS, MatchResult, align, available_solvers, certify_optimal, check_method,
+                       choose_solver, default_method, hungarian_torch, match_weights, solve_assignments, transform,
                        unit_normalisation, weight_matching_reference)
 from .pairs import PairSet, independent_indices, orbit_kinds, orbit_pairs, zoo_pairs
 
@@ -18,8 +18,8 @@ __all__ = [
     "auc", "barrier", "barrier_linear", "barrier_metrics", "endpoint_line", "max_loss",
     "ClassifierEvaluator", "InrEvaluator", "interpolation_curves", "lambda_grid", "linear_path", "method_curves",
     "method_path", "zoo_evaluator",
-    "MATCH_METHODS", "METHODS", "MatchResult", "align", "available_solvers", "check_method", "choose_solver",
-    "default_method", "hungarian_torch", "match_weights", "solve_assignments", "unit_normalisation",
-    "weight_matching_reference",
+    "MATCH_METHODS", "METHODS", "MatchResult", "align", "available_solvers", "certify_optimal", "check_method",
+    "choose_solver", "default_method", "hungarian_torch", "match_weights", "solve_assignments", "transform",
+    "unit_normalisation", "weight_matching_reference",
     "PairSet", "independent_indices", "orbit_kinds", "orbit_pairs", "zoo_pairs",
 ]
