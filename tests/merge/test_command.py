@@ -67,7 +67,7 @@ def test_merge_cnn_with_zoo_and_png(tmp_path, digits_cnn_zoo, capsys):
     arch = digits_cnn_zoo.arch.with_activation("relu")
     _save(arch, p[0], tmp_path / "a.pt", prefix="net")
     _save(arch, p[1], tmp_path / "b.pt", prefix="net")
-    args = ["merge", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "m.pt")]
+    args = ["merge", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "m.pt"), "--points", "5"]
     assert main(args + ["--arch", str(digits_cnn_zoo.root), "--activation", "relu", "--method", "wm-scale",
                         "--curve", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").stat().st_size > 1000
