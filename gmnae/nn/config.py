@@ -30,7 +30,7 @@ class EncoderConfig:
     edge_mlp_layers: int = 1        # depth of the per-edge invariant gates (each extra layer costs d^2 per edge)
     activation: str = "silu"
     layer_norm: bool = True         # LayerNorm in the MLPs
-    dropout: float = 0.2            # in the node-level and readout MLPs
+    dropout: float = 0.2            # on the node states between message-passing layers (as published)
     aggregation: str = "sum"        # sum | mean
     skip: bool = True               # residual connections on node and edge states
     canon_eps: float = 1e-8         # z / sqrt(|z|^2 + eps^2) in the scale canonicalisation

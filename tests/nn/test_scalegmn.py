@@ -12,6 +12,18 @@ SCATTER = pytest.mark.skipif(not has_torch_scatter(), reason="torch_scatter not 
 TOL = {torch.float64: 1e-5, torch.float32: 1e-4}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(request):
+    """The encoders here are tiny (d=24, a dozen networks): one thread is as fast, and on a busy shared
+    machine far faster than two (no OpenMP hand-offs). The zoos are trained first, with the default threads."""
+    for name in ("trained_sirens", "trained_relu_cnns", "trained_tanh_cnns"):
+        request.getfixturevalue(name)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
@@ -196,3 +208,31 @@ def test_cuda_matches_cpu(trained_relu_cnns):
         for path in ("dense", "edge"):
             assert rel(enc.cuda()(params.cuda(), path=path).cpu(), z) < 1e-10
             enc.cpu()
+
+
+@pytest.mark.parametrize("s", [None, -1.0, 1.0, "tensor"])
+@pytest.mark.parametrize("bias,extra,times_z", [(False, False, True), (True, True, False)])
+def test_fused_edge_gate_gradients(s, bias, extra, times_z):
+    """The hand-written backward of the per-edge gate: gradcheck, and equal to the autograd composite."""
+    from gmnae.nn.scalegmn import _GatedEdge, gated_edge
+    g = torch.Generator().manual_seed(0)
+    kw = dict(dtype=torch.float64)
+    a = torch.randn(2, 3, 4, 5, generator=g, **kw).requires_grad_()
+    c = torch.randn(2, 1, 4, 5, generator=g, **kw).requires_grad_()
+    lin = torch.nn.Linear(5, 5, bias=bias).double()
+    b = torch.randn(5, generator=g, **kw).requires_grad_()
+    h_add = torch.randn(2, 3, 1, 5, generator=g, **kw).requires_grad_() if extra else None
+    sq_add = torch.rand(2, 3, 1, 1, generator=g, **kw).requires_grad_() if extra else None
+    if s == "tensor":
+        s = torch.tensor([1.0, -1.0], **kw).view(2, 1, 1, 1)
+    n = 10 if extra else 5
+    fn = lambda a, c, W, b, h_add, sq_add: _GatedEdge.apply(a, c, W, lin.bias, h_add, sq_add, b, s, n, 1e-12, times_z)
+    assert torch.autograd.gradcheck(fn, (a, c, lin.weight, b, h_add, sq_add))
+    ins = [t for t in (a, c, lin.weight, lin.bias, b, h_add, sq_add) if t is not None]
+    outs = []
+    for fused in (True, False):
+        y = gated_edge(a, c, lin, b, s, 1e-12, h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=fused)
+        outs.append((y, torch.autograd.grad((y * y.detach().cos()).sum(), ins)))
+    assert torch.allclose(outs[0][0], outs[1][0], atol=1e-12)
+    for x, y in zip(outs[0][1], outs[1][1]):
+        assert torch.allclose(x, y, atol=1e-10)
