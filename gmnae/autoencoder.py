@@ -30,9 +30,10 @@ def resolve_symmetry(symmetry: str, activation: str) -> str:
 
 class WeightSpaceAutoencoder(L.LightningModule):
     def __init__(self, arch: dict, kind: str, encoder: dict, decoder: dict, optim: dict, loss: dict | None = None,
-                 task: dict | None = None, data_root: str | None = None, resolution: int = 28):
+                 task: dict | None = None, data_root: str | None = None, resolution: int = 28,
+                 param_stats: tuple | None = None):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["param_stats"])  # the statistics travel as decoder buffers
         from .nn import EncoderConfig, ScaleGMNEncoder
 
         self.arch = Architecture.from_dict(arch)
@@ -42,6 +43,8 @@ class WeightSpaceAutoencoder(L.LightningModule):
         self.encoder = ScaleGMNEncoder(self.arch, EncoderConfig.from_dict(enc))
         dec = dict(decoder)
         self.decoder = build_decoder(dec.pop("kind", "mlp"), self.encoder.latent_dim, self.arch.n_params, **dec)
+        if param_stats is not None and hasattr(self.decoder, "set_output_statistics"):
+            self.decoder.set_output_statistics(*(torch.as_tensor(x, dtype=torch.float32) for x in param_stats))
         self.optim_cfg = dict(optim)
         self.loss_cfg = dict(loss or {})
         self.task = dict(task or {})

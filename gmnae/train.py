@@ -126,7 +126,8 @@ def build_model(cfg: DictConfig, zoo: Zoo):
     from .autoencoder import WeightSpaceAutoencoder
 
     arch = zoo.arch.with_activation(cfg.dataset.activation) if cfg.dataset.get("activation") else zoo.arch
-    return WeightSpaceAutoencoder(
+    sample = zoo.read_params("train", limit=4096)  # decoder output statistics (checkpointed as buffers)
+    return WeightSpaceAutoencoder(param_stats=(sample.mean(0), sample.std(0)),
         arch=arch.to_dict(), kind=cfg.dataset.kind,
         encoder=OmegaConf.to_container(cfg.model.encoder), decoder=OmegaConf.to_container(cfg.model.decoder),
         optim=OmegaConf.to_container(cfg.optim), loss=OmegaConf.to_container(cfg.loss), task=zoo.task,
