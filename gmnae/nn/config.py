@@ -35,7 +35,8 @@ class EncoderConfig:
     skip: bool = True               # residual connections on node and edge states
     canon_eps: float = 1e-8         # z / sqrt(|z|^2 + eps^2) in the scale canonicalisation
     chunk_size: Optional[int] = None  # networks per chunk: None = auto (cache-sized on CPU, whole batch on GPU), 0 = off
-    compile: bool = False           # torch.compile the dense path (CPU: ~1.3x faster steps, minutes to compile)
+    compile: bool = False           # torch.compile the dense path (CPU: INR config ~1.4x faster after ~1 min of
+                                    # compiling; the CNN config (d=256) gets slower -- measure with `gmnae bench`)
 
     def __post_init__(self):
         for name, allowed in (("symmetry", SYMMETRIES), ("path", PATHS), ("aggregation", AGGREGATIONS),

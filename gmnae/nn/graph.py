@@ -141,9 +141,9 @@ class DenseGraph:
         return self.nodes[0].shape[0]
 
 
-def dense_graph(arch: Architecture, params: torch.Tensor, pad: bool = True) -> DenseGraph:
+def dense_graph(arch: Architecture, params: torch.Tensor, pad: bool = True, layout: GraphLayout | None = None) -> DenseGraph:
     """`params [B, P]` -> `DenseGraph`. With `pad=False` each block keeps its own kernel size."""
-    layout = graph_layout(arch)
+    layout = layout or graph_layout(arch)
     k = layout.edge_dim
     B = params.shape[0]
     nodes = [params.new_ones(B, arch.n_inputs, 1)]

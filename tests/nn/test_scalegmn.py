@@ -236,3 +236,18 @@ def test_fused_edge_gate_gradients(s, bias, extra, times_z):
     assert torch.allclose(outs[0][0], outs[1][0], atol=1e-12)
     for x, y in zip(outs[0][1], outs[1][1]):
         assert torch.allclose(x, y, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_compiled_dense_path_matches_eager(trained_sirens):
+    """cfg.compile=True (torch.compile of the dense path, chunks padded to one shape) gives the eager numbers."""
+    arch, params = trained_sirens
+    params = params[:10].float()
+    enc = encoder(arch, "sign", dtype=torch.float32, d=16, chunk_size=4)
+    with torch.no_grad():
+        z = enc(params)
+        enc.cfg.compile = True
+        zc = enc(params)
+        moved = random_transform(arch, params, "PD", generator=torch.Generator().manual_seed(0))
+        assert rel(enc(moved), zc) <= TOL[torch.float32]
+    assert rel(zc, z) < 1e-5
