@@ -15,9 +15,7 @@ TOL = {torch.float64: 1e-5, torch.float32: 1e-4}
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread(request):
     """The encoders here are tiny (d=24, a dozen networks): one thread is as fast, and on a busy shared
-    machine far faster than two (no OpenMP hand-offs). The zoos are trained first, with the default threads."""
-    for name in ("trained_sirens", "trained_relu_cnns", "trained_tanh_cnns"):
-        request.getfixturevalue(name)
+    machine far faster than two (every op of a multi-threaded run is a thread hand-off that can stall)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
