@@ -31,16 +31,20 @@ def resolve_symmetry(symmetry: str, activation: str) -> str:
 class WeightSpaceAutoencoder(L.LightningModule):
     def __init__(self, arch: dict, kind: str, encoder: dict, decoder: dict, optim: dict, loss: dict | None = None,
                  task: dict | None = None, data_root: str | None = None, resolution: int = 28,
-                 param_stats: tuple | None = None):
+                 param_stats: tuple | None = None, probe: dict | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["param_stats"])  # the statistics travel as decoder buffers
-        from .nn import EncoderConfig, ScaleGMNEncoder
+        from .nn import EncoderConfig, FunctionProbe, ScaleGMNEncoder
 
         self.arch = Architecture.from_dict(arch)
         self.kind = kind
         enc = dict(encoder)
         enc["symmetry"] = resolve_symmetry(enc.get("symmetry", "auto"), self.arch.activation)
         self.encoder = ScaleGMNEncoder(self.arch, EncoderConfig.from_dict(enc))
+        probe = dict(probe or {})
+        # optional invariant branch on the network's outputs at fixed inputs, added to the ScaleGMN latent
+        self.probe = (FunctionProbe(self.arch, self.encoder.latent_dim, int(probe["points"]), int(probe.get("hidden", 128)))
+                      if probe.get("points") else None)
         dec = dict(decoder)
         self.decoder = build_decoder(dec.pop("kind", "mlp"), self.encoder.latent_dim, self.arch.n_params, **dec)
         if param_stats is not None and hasattr(self.decoder, "set_output_statistics"):
@@ -66,7 +70,9 @@ class WeightSpaceAutoencoder(L.LightningModule):
         return codes
 
     def encode(self, params: torch.Tensor, activation_codes: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encoder(params, activation=self._activation(activation_codes))
+        act = self._activation(activation_codes)
+        z = self.encoder(params, activation=act)
+        return z if self.probe is None else z + self.probe(params, act)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)

@@ -73,13 +73,14 @@ class ShardStream(IterableDataset):
         self.activation_codes = (np.zeros(total, np.int64) if activation_codes is None else activation_codes)
         self.epoch = 0      # epoch of the first pass; each further pass over this object is the next epoch
         self._passes = 0    # counted per copy: persistent workers each keep theirs in step
+        self.skip_batches = 0  # batches of the first pass after set_epoch already trained on (mid-epoch resume)
         self._files: dict[str, h5py.File] = {}
         if len(self.rows) < world_size * (batch_size if drop_last else 1):
             raise ZooError(f"split {split!r} of {self.root} has {len(self.rows)} networks: too few for "
                            f"{world_size} process(es) x batch {batch_size}; lower data.batch_size")
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch, self._passes = epoch, 0
+        self.epoch, self._passes, self.skip_batches = epoch, 0, 0
 
     # -- order ------------------------------------------------------------------------------
     def epoch_order(self) -> np.ndarray:
@@ -149,23 +150,42 @@ class ShardStream(IterableDataset):
             out[sel] = block[local - lo]
         return out
 
+    def _worker_batches(self, worker: int, n_workers: int) -> list[range]:
+        """The blocks of consecutive batch indices one worker yields, in order. Workers take blocks
+        (about one shuffle window each) round-robin and read a block in one pass over its chunks."""
+        per_block, n = max(1, self.shuffle_buffer // self.batch_size), len(self)
+        return [range(f, min(f + per_block, n)) for f in range(worker * per_block, n, n_workers * per_block)]
+
+    def delivery_order(self, n_workers: int) -> list[int]:
+        """Batch indices in the order a DataLoader with `n_workers` hands them out: one batch from each
+        worker in turn (an exhausted worker drops out) -- what a mid-epoch resume must skip."""
+        n_workers = max(1, n_workers)  # 0: the main process alone
+        queues = [[i for blk in self._worker_batches(w, n_workers) for i in blk] for w in range(n_workers)]
+        order, k = [], 0
+        while any(len(q) > k for q in queues):
+            order += [q[k] for q in queues if len(q) > k]
+            k += 1
+        return order
+
     def __iter__(self):
         self._passes += 1
         rows, valid = self.rank_rows()
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        # the skip belongs to the epoch set last; persistent workers' later passes are later epochs
+        skip = self.skip_batches if self._passes == 1 else 0
+        skipped = set(self.delivery_order(n_workers)[:skip]) if skip else set()
         bs = self.batch_size
-        # Workers take blocks of consecutive batches (about one shuffle window each) round-robin and
-        # read a block in one pass over its chunks; the rank's total number of batches is fixed.
-        per_block = max(1, self.shuffle_buffer // bs)
-        n_batches = len(self)
-        for first in range(worker * per_block, n_batches, n_workers * per_block):
-            last = min(first + per_block, n_batches)
-            r, v = rows[first * bs:last * bs], valid[first * bs:last * bs]
+        for block in self._worker_batches(worker, n_workers):
+            todo = [i for i in block if i not in skipped]
+            if not todo:
+                continue
+            r = np.concatenate([rows[i * bs:(i + 1) * bs] for i in todo])
+            v = np.concatenate([valid[i * bs:(i + 1) * bs] for i in todo])
             params = torch.from_numpy(self.read_rows(r))
             index, valid_t = torch.from_numpy(r.astype(np.int64)), torch.from_numpy(v)
             acts = torch.from_numpy(self.activation_codes[r])
-            for b in range(last - first):
+            for b in range(len(todo)):
                 s = slice(b * bs, (b + 1) * bs)
                 yield Batch(params[s], index[s], valid_t[s], acts[s])
 
@@ -189,6 +209,7 @@ class ZooDataModule(L.LightningDataModule):
         self.activation, self.limit_train = activation, limit_train_networks
         self.seed, self.data_root = seed, data_root
         self.streams: dict[str, ShardStream] = {}
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a mid-epoch checkpoint
 
     @property
     def arch(self):
@@ -220,7 +241,24 @@ class ZooDataModule(L.LightningDataModule):
         stream = self.streams[key]
         if train and self.trainer is not None:
             stream.set_epoch(self.trainer.current_epoch)
+            if self._resume_at and self._resume_at[0] == self.trainer.current_epoch:
+                stream.skip_batches = self._resume_at[1]
+            self._resume_at = None
         return stream
+
+    # -- mid-epoch resume: the checkpoint records how far into the epoch training got --------------
+    def state_dict(self) -> dict:
+        t = self.trainer
+        if t is None or not t.training:
+            return {}
+        # `processed`: batches whose optimizer step ran (a checkpoint written in on_train_batch_end
+        # has not counted its batch as `completed` yet; one written on SIGTERM has)
+        done = t.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"train_epoch": t.current_epoch, "train_batches_done": done}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "train_epoch" in state:
+            self._resume_at = (state["train_epoch"], state["train_batches_done"])
 
     def _loader(self, stream: ShardStream) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"

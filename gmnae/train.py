@@ -123,15 +123,23 @@ def check_task_data(cfg: DictConfig, zoo: Zoo) -> None:
 
 
 def build_model(cfg: DictConfig, zoo: Zoo):
+    import torch
+
     from .autoencoder import WeightSpaceAutoencoder
 
     arch = zoo.arch.with_activation(cfg.dataset.activation) if cfg.dataset.get("activation") else zoo.arch
     sample = zoo.read_params("train", limit=4096)  # decoder output statistics (checkpointed as buffers)
-    return WeightSpaceAutoencoder(param_stats=(sample.mean(0), sample.std(0)),
+    probe = OmegaConf.to_container(cfg.model.probe) if cfg.model.get("probe") else None
+    model = WeightSpaceAutoencoder(param_stats=(sample.mean(0), sample.std(0)), probe=probe,
         arch=arch.to_dict(), kind=cfg.dataset.kind,
         encoder=OmegaConf.to_container(cfg.model.encoder), decoder=OmegaConf.to_container(cfg.model.decoder),
         optim=OmegaConf.to_container(cfg.optim), loss=OmegaConf.to_container(cfg.loss), task=zoo.task,
         data_root=cfg.dataset.get("data_root"), resolution=cfg.dataset.get("resolution", 28))
+    if model.probe is not None and arch.family != "siren":  # CNN probes: a seeded set of training images
+        images = model.task_images("train")[0]
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[:len(model.probe.inputs)]
+        model.probe.set_inputs(images[pick])
+    return model
 
 
 def build_datamodule(cfg: DictConfig):
@@ -151,13 +159,21 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
 
     from .callbacks import CheckpointOnInterrupt, build_callbacks
 
+    import warnings
+
+    # The datamodule records how far into an epoch a checkpoint was written and skips those batches
+    # on resume (ZooDataModule.state_dict), which Lightning's check of the loader itself cannot see.
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    # No version counter: there is one last.ckpt, the newest, whatever checkpoint settings a resumed
+    # run uses (with it, a resume with other settings writes last-v1.ckpt and last.ckpt goes stale).
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:06d}",
                            monitor=cfg.checkpoint.monitor, mode=cfg.checkpoint.mode,
-                           save_top_k=cfg.checkpoint.save_top_k, save_last=True)
+                           save_top_k=cfg.checkpoint.save_top_k, save_last=True, enable_version_counter=False)
     callbacks_steps = []
     if cfg.checkpoint.get("every_n_train_steps"):
         callbacks_steps.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
-                                               every_n_train_steps=cfg.checkpoint.every_n_train_steps))
+                                               every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+                                               enable_version_counter=False))
     callbacks = [ckpt, *callbacks_steps, CheckpointOnInterrupt(run_dir / "checkpoints" / "last.ckpt"),
                  LearningRateMonitor(logging_interval="step"), *build_callbacks(cfg, run_dir), *callbacks_extra]
     loggers = [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),

@@ -68,6 +68,26 @@ def test_shuffle_is_chunk_aware_and_changes_per_epoch(toy_zoo):
     assert min(shuffled_fully) > 4  # what an unaware shuffle would touch
 
 
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_mid_epoch_resume_skips_exactly_the_batches_already_delivered(toy_zoo, workers):
+    s = ShardStream(toy_zoo, "train", 16, shuffle=True, shuffle_buffer=48, seed=3)
+    s.set_epoch(4)
+    full = [b.index.tolist() for b in _collect(s, workers)]
+    # the model of the DataLoader's round-robin over workers matches what it really hands out
+    rows, _ = s.rank_rows()
+    assert full == [rows[i * 16:(i + 1) * 16].tolist() for i in s.delivery_order(workers)]
+    for k in (1, 7, len(full) - 1):
+        s.set_epoch(4)
+        s.skip_batches = k
+        rest = [b.index.tolist() for b in _collect(s, workers)]
+        assert sorted(map(tuple, rest)) == sorted(map(tuple, full[k:]))  # nothing twice, nothing lost
+    s.set_epoch(4)
+    assert [b.index.tolist() for b in _collect(s, workers)] == full  # a new start of the epoch skips nothing
+    s.set_epoch(4)
+    s.skip_batches = 5
+    assert len(list(s)) == len(full) - 5 and len(list(s)) == len(full)  # the next epoch's pass skips nothing
+
+
 def test_no_file_handles_before_workers_fork(toy_zoo):
     s = ShardStream(toy_zoo, "train", 16)
     assert s._files == {}

@@ -65,10 +65,13 @@ def test_sigterm_mid_epoch_then_resume(digits_inr_zoo, tmp_path):
     step = stopped["global_step"]
     assert f"interrupted at step {step}" in out  # the checkpoint holds the very step it stopped at
     assert step > 0
-    # Refresh last.ckpt every step so it holds the newest step (a run ending at max_steps mid-epoch
-    # runs no validation, so the epoch-end checkpoint would not be written).
+    per_epoch = digits_inr_zoo.count("train") // 4
+    done = stopped["ZooDataModule"]["train_batches_done"]  # where in the epoch it stopped: resume skips these
+    assert stopped["epoch"] * per_epoch + done == step and 0 <= done < per_epoch
+    # Resume with other checkpoint settings (last.ckpt every step): last.ckpt still names the newest state.
     proc = run_cmd(gmnae_cmd("train", "--resume", str(run_dir), f"trainer.max_steps={step + 3}",
                              "checkpoint.every_n_train_steps=1"))
     assert "Restored all states from the checkpoint" in proc.stdout + proc.stderr
     resumed = torch.load(last, weights_only=False)
-    assert resumed["global_step"] >= step  # continued from where it stopped, never from an earlier step
+    assert resumed["global_step"] == step + 3  # exactly three more optimizer steps: nothing repeated or lost
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
