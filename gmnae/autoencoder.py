@@ -43,8 +43,8 @@ class WeightSpaceAutoencoder(L.LightningModule):
         self.encoder = ScaleGMNEncoder(self.arch, EncoderConfig.from_dict(enc))
         probe = dict(probe or {})
         # optional invariant branch on the network's outputs at fixed inputs, added to the ScaleGMN latent
-        self.probe = (FunctionProbe(self.arch, self.encoder.latent_dim, int(probe["points"]), int(probe.get("hidden", 128)))
-                      if probe.get("points") else None)
+        self.probe = (FunctionProbe(self.arch, self.encoder.latent_dim, int(probe["points"]),
+                                    int(probe.get("hidden", 128))) if probe.get("points") else None)
         dec = dict(decoder)
         self.decoder = build_decoder(dec.pop("kind", "mlp"), self.encoder.latent_dim, self.arch.n_params, **dec)
         if param_stats is not None and hasattr(self.decoder, "set_output_statistics"):

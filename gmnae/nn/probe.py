@@ -38,14 +38,12 @@ class FunctionProbe(nn.Module):
                                  f"(or the INR is not 2-D)")
             from gmnae.tasks.grid import coordinate_grid
 
-            # cell centres of a side x side grid inside [-1, 1]^2 (never exactly on the rendering grid)
-            self.register_buffer("inputs", coordinate_grid(side) * (1 - 1 / side))
-            n_out = points * arch.layers[-1].n_out
+            self.register_buffer("inputs", coordinate_grid(side) * (1 - 1 / side))  # cell centres in [-1, 1]^2
         else:
-            c = arch.layers[0].n_in
             h, w = arch.image_size
-            self.register_buffer("inputs", torch.zeros(points, c, h, w))  # set_inputs / the checkpoint fill it
-            n_out = points * arch.layers[-1].n_out
+            # set_inputs (a fresh run) or the checkpoint fills these
+            self.register_buffer("inputs", torch.zeros(points, arch.layers[0].n_in, h, w))
+        n_out = points * arch.layers[-1].n_out
         self.net = nn.Sequential(nn.Linear(n_out, hidden), nn.LayerNorm(hidden), nn.SiLU(),
                                  nn.Linear(hidden, latent_dim))
 
