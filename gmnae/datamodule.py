@@ -249,10 +249,11 @@ class ZooDataModule(L.LightningDataModule):
     # -- mid-epoch resume: the checkpoint records how far into the epoch training got --------------
     def state_dict(self) -> dict:
         t = self.trainer
-        if t is None or not t.training:
+        if t is None or t.state.fn != "fit":
             return {}
-        # `processed`: batches whose optimizer step ran (a checkpoint written in on_train_batch_end
-        # has not counted its batch as `completed` yet; one written on SIGTERM has)
+        # `processed`: batches of this epoch whose optimizer step ran (a checkpoint written in
+        # on_train_batch_end has not counted its batch as `completed` yet; one written on SIGTERM has).
+        # Also right for a save during validation: the training counter is what resume skips.
         done = t.fit_loop.epoch_loop.batch_progress.current.processed
         return {"train_epoch": t.current_epoch, "train_batches_done": done}
 
