@@ -58,6 +58,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_meta(group: h5py.Group, meta: dict, n: int) -> None:
+    """Metadata columns of `n` networks into a shard's `meta` group (strings as UTF-8)."""
+    for key, col in meta.items():
+        col = np.asarray(col)
+        if len(col) != n:
+            raise ValueError(f"metadata column {key!r} has {len(col)} rows for {n} networks")
+        if col.dtype.kind in "USO":
+            group.create_dataset(key, data=col.astype(str).astype(object), dtype=h5py.string_dtype())
+        else:
+            group.create_dataset(key, data=col)
+
+
 def write_shard(path: Path, params: np.ndarray, meta: dict[str, np.ndarray]) -> str:
     """Write one shard atomically; returns its sha256."""
     params = np.ascontiguousarray(params, dtype=np.float32)
@@ -65,15 +77,7 @@ def write_shard(path: Path, params: np.ndarray, meta: dict[str, np.ndarray]) -> 
     tmp = Path(f"{path}.tmp{os.getpid()}")
     with h5py.File(tmp, "w", track_order=True) as f:
         f.create_dataset("params", data=params, chunks=(max(1, min(n, CHUNK_ROWS)), p))
-        g = f.create_group("meta")
-        for key, col in meta.items():
-            col = np.asarray(col)
-            if len(col) != n:
-                raise ValueError(f"metadata column {key!r} has {len(col)} rows for {n} networks")
-            if col.dtype.kind in "USO":
-                g.create_dataset(key, data=col.astype(str).astype(object), dtype=h5py.string_dtype())
-            else:
-                g.create_dataset(key, data=col)
+        write_meta(f.create_group("meta"), meta, n)
     digest = sha256_file(tmp)
     os.replace(tmp, path)
     return digest

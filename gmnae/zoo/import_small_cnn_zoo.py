@@ -60,7 +60,7 @@ import numpy as np
 
 from ..errors import GmnaeError
 from ..weightspace.architecture import Architecture
-from .format import CHUNK_ROWS, MANIFEST, MAX_SHARD_BYTES, SPLITS, ZooWriter, sha256_file
+from .format import CHUNK_ROWS, MANIFEST, MAX_SHARD_BYTES, SPLITS, ZooWriter, sha256_file, write_meta
 
 FILES = ("weights.npy", "metrics.csv.gz", "layout.csv")
 FINAL_STEP = 86
@@ -93,18 +93,6 @@ def default_order_file() -> Path:
 # --------------------------------------------------------------------------------------------
 # Resumable shard-by-shard import (shared with the MNIST-INR importer)
 # --------------------------------------------------------------------------------------------
-def _write_meta(group: h5py.Group, meta: dict[str, np.ndarray], n: int) -> None:
-    """Metadata columns exactly as `format.write_shard` stores them."""
-    for key, col in meta.items():
-        col = np.asarray(col)
-        if len(col) != n:
-            raise ValueError(f"metadata column {key!r} has {len(col)} rows for {n} networks")
-        if col.dtype.kind in "USO":
-            group.create_dataset(key, data=col.astype(str).astype(object), dtype=h5py.string_dtype())
-        else:
-            group.create_dataset(key, data=col)
-
-
 def stream_shard(path: Path, n_params: int, planned: int, blocks: Iterable[tuple[np.ndarray, np.ndarray]],
                  meta: dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]]) -> tuple[str, int]:
     """Write one shard in the `gmnae-zoo/1` format from blocks, never holding the whole shard in memory.
@@ -130,7 +118,7 @@ def stream_shard(path: Path, n_params: int, planned: int, blocks: Iterable[tuple
             if len(keep) != planned:
                 raise RuntimeError(f"shard {path.name}: {len(keep)} rows streamed, {planned} planned")
             meta = meta() if callable(meta) else meta
-            _write_meta(f.create_group("meta"), {k: np.asarray(v)[keep] for k, v in meta.items()}, n)
+            write_meta(f.create_group("meta"), {k: np.asarray(v)[keep] for k, v in meta.items()}, n)
         digest = sha256_file(tmp)
         os.replace(tmp, path)
     except BaseException:
