@@ -255,6 +255,9 @@ class ZooDataModule(L.LightningDataModule):
         # on_train_batch_end has not counted its batch as `completed` yet; one written on SIGTERM has).
         # Also right for a save during validation: the training counter is what resume skips.
         done = t.fit_loop.epoch_loop.batch_progress.current.processed
+        epochs = t.fit_loop.epoch_progress.current
+        if epochs.completed == epochs.started:  # between epochs (a stop right after one ended): the counter
+            done = 0                            # still holds the finished epoch's batches; the next starts fresh
         return {"train_epoch": t.current_epoch, "train_batches_done": done}
 
     def load_state_dict(self, state: dict) -> None:

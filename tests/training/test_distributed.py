@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import lightning as L
 import pytest
 import torch
 
@@ -75,3 +76,35 @@ def test_sigterm_mid_epoch_then_resume(digits_inr_zoo, tmp_path):
     resumed = torch.load(last, weights_only=False)
     assert resumed["global_step"] == step + 3  # exactly three more optimizer steps: nothing repeated or lost
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
+
+
+class _SigtermAtFirstEpochEnd(L.Callback):
+    """Sends this process SIGTERM as epoch 0 ends: Lightning stops after the epoch counter advanced."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_between_epochs_then_resume(digits_inr_zoo, tmp_path, monkeypatch):
+    from gmnae import train as train_module
+    from gmnae.cli import main
+    from gmnae.config import load_config
+
+    base = tiny_overrides(digits_inr_zoo.root, tmp_path, run_name="between", **{
+        "trainer.max_epochs": 3, "trainer.limit_train_batches": "null", "data.batch_size": 16})
+    build = train_module.build_trainer
+    monkeypatch.setattr(train_module, "build_trainer",
+                        lambda cfg, run_dir, extra=(): build(cfg, run_dir, (*extra, _SigtermAtFirstEpochEnd())))
+    with pytest.raises(SystemExit) as stop:
+        train_module.train(load_config(base))
+    assert stop.value.code == 143
+    monkeypatch.undo()
+    last = tmp_path / "between" / "checkpoints" / "last.ckpt"
+    stopped = torch.load(last, weights_only=False)
+    per_epoch = digits_inr_zoo.count("train") // 16
+    assert stopped["global_step"] == per_epoch and stopped["epoch"] == 1
+    assert stopped["ZooDataModule"] == {"train_epoch": 1, "train_batches_done": 0}  # the next epoch starts fresh
+    assert main(["train", "--resume", str(tmp_path / "between"), f"trainer.max_steps={per_epoch + 3}",
+                 "checkpoint.every_n_train_steps=1"]) == 0
+    assert torch.load(last, weights_only=False)["global_step"] == per_epoch + 3
