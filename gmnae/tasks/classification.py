@@ -17,6 +17,10 @@ def task_images(task: dict, split: str, data_root: str | None = None) -> tuple[t
         from . import digits
 
         return digits.classification_images(split, task.get("split_seed", 0))
+    if name == "mnist5k":
+        from . import mnist5k
+
+        return mnist5k.classification_images(split, task.get("split_seed", 0))
     if name == "cifar10":
         from . import cifar10
 

@@ -16,6 +16,10 @@ def inr_targets(task: dict, meta: dict[str, np.ndarray], zoo_root=None) -> torch
         from . import digits
 
         return digits.inr_targets(task.get("resolution", 28))[torch.from_numpy(meta["image_index"])]
+    if name == "mnist5k":
+        from . import mnist5k
+
+        return mnist5k.inr_targets()[torch.from_numpy(meta["image_index"])]
     if name == "mnist":
         from . import mnist
 
