@@ -9,8 +9,6 @@ CNN — distillation KL (temperature T, × T²) on task images, plus the decoded
 """
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 from torchmetrics import MeanMetric
@@ -18,6 +16,7 @@ from torchmetrics import MeanMetric
 from .datamodule import Batch
 from .losses import distillation_kl, inr_render_mse
 from .nn.decoder import build_decoder
+from .optim import adamw_with_schedule
 from .tasks.grid import coordinate_grid
 from .weightspace import ACTIVATIONS, Architecture
 
@@ -136,22 +135,7 @@ class WeightSpaceAutoencoder(L.LightningModule):
 
     # ---- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
-        o = self.optim_cfg
-        opt = torch.optim.AdamW(self.parameters(), lr=o.get("lr", 1e-3), weight_decay=o.get("weight_decay", 0.01))
-        warmup = int(o.get("warmup_steps", 0))
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        schedule, floor = o.get("schedule", "constant"), o.get("min_lr_ratio", 0.05)
-
-        def factor(step: int) -> float:
-            if warmup and step < warmup:
-                return (step + 1) / warmup
-            if schedule == "cosine":
-                t = min(1.0, (step - warmup) / max(1, total - warmup))
-                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-            return 1.0
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_with_schedule(self, self.optim_cfg)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch.to(device, non_blocking=True) if isinstance(batch, Batch) else batch

@@ -128,18 +128,87 @@ def build_model(cfg: DictConfig, zoo: Zoo):
     from .autoencoder import WeightSpaceAutoencoder
 
     arch = zoo.arch.with_activation(cfg.dataset.activation) if cfg.dataset.get("activation") else zoo.arch
-    sample = zoo.read_params("train", limit=4096)  # decoder output statistics (checkpointed as buffers)
+    sample = zoo.read_params("train", limit=4096)  # decoder output / encoder input statistics (checkpointed)
     probe = OmegaConf.to_container(cfg.model.probe) if cfg.model.get("probe") else None
-    model = WeightSpaceAutoencoder(param_stats=(sample.mean(0), sample.std(0)), probe=probe,
-        arch=arch.to_dict(), kind=cfg.dataset.kind,
-        encoder=OmegaConf.to_container(cfg.model.encoder), decoder=OmegaConf.to_container(cfg.model.decoder),
-        optim=OmegaConf.to_container(cfg.optim), loss=OmegaConf.to_container(cfg.loss), task=zoo.task,
-        data_root=cfg.dataset.get("data_root"), resolution=cfg.dataset.get("resolution", 28))
+    if cfg.task != "autoencode":
+        model = build_predictor(cfg, zoo, arch, probe)
+    else:
+        model = WeightSpaceAutoencoder(param_stats=(sample.mean(0), sample.std(0)), probe=probe,
+            arch=arch.to_dict(), kind=cfg.dataset.kind,
+            encoder=OmegaConf.to_container(cfg.model.encoder), decoder=OmegaConf.to_container(cfg.model.decoder),
+            optim=OmegaConf.to_container(cfg.optim), loss=OmegaConf.to_container(cfg.loss), task=zoo.task,
+            data_root=cfg.dataset.get("data_root"), resolution=cfg.dataset.get("resolution", 28))
+    model.encoder.set_input_scale(torch.from_numpy(sample))
     if model.probe is not None and arch.family != "siren":  # CNN probes: a seeded set of training images
-        images = model.task_images("train")[0]
+        from .tasks.classification import task_images
+
+        images = task_images(zoo.task, "train", cfg.dataset.get("data_root"))[0]
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[:len(model.probe.inputs)]
         model.probe.set_inputs(images[pick])
     return model
+
+
+def task_targets(cfg: DictConfig, zoo: Zoo) -> dict:
+    """The downstream task's target of every network, per split (the label or the stored test accuracy)."""
+    from .predictor import TARGET_KEY
+
+    key = TARGET_KEY[cfg.task]
+    out = {}
+    for split in ("train", "val", "test"):
+        if split not in zoo.splits:
+            continue
+        meta = zoo.read_meta(split)
+        if key not in meta:
+            raise ZooError(f"zoo {zoo.root} has no {key!r} per network: task={cfg.task} needs it "
+                           f"({'an INR zoo with labels' if key == 'label' else 'a CNN zoo with test accuracies'})")
+        out[split] = meta[key]
+    return out
+
+
+def build_predictor(cfg: DictConfig, zoo: Zoo, arch, probe):
+    from .predictor import WeightSpacePredictor
+
+    targets = task_targets(cfg, zoo)
+    n_classes = int(max(t.max() for t in targets.values())) + 1 if cfg.task == "classify" else 1
+    return WeightSpacePredictor(arch=arch.to_dict(), task=cfg.task, encoder=OmegaConf.to_container(cfg.model.encoder),
+                                optim=OmegaConf.to_container(cfg.optim), n_classes=n_classes, probe=probe,
+                                targets=targets)
+
+
+def run_baselines(cfg: DictConfig, zoo: Zoo, run_dir: Path, probe_points: int = 64) -> list[dict]:
+    """Fit the downstream baselines on this run's splits; write `baselines.csv` in the run folder."""
+    import csv
+
+    import numpy as np
+    import torch
+
+    from .baselines import fit_baselines, probe_inputs
+
+    targets = task_targets(cfg, zoo)
+    splits = {}
+    for split, y in targets.items():
+        params = torch.from_numpy(zoo.read_params(split))
+        codes = None
+        if zoo.arch.activation == "mixed":
+            from .weightspace import ACTIVATIONS
+
+            codes = torch.tensor([ACTIVATIONS.index(a) for a in zoo.activations(split)])
+        splits[split] = (params, y, codes)
+    images = None
+    if zoo.arch.family != "siren":
+        from .tasks.classification import task_images
+
+        images = task_images(zoo.task, "train", cfg.dataset.get("data_root"))[0]
+    rows = fit_baselines(zoo.arch, cfg.task, splits, probe=probe_inputs(zoo.arch, images, probe_points), seed=cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "baselines.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    metric = "accuracy" if cfg.task == "classify" else "Kendall tau"
+    print(f"baselines ({metric}; fitted on train): " + "; ".join(
+        f"{r['baseline']} " + " ".join(f"{s} {r[s]:.3f}" for s in splits if s != "train") for r in rows))
+    return rows
 
 
 def build_datamodule(cfg: DictConfig):
@@ -174,8 +243,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
         callbacks_steps.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                                                every_n_train_steps=cfg.checkpoint.every_n_train_steps,
                                                enable_version_counter=False))
+    evaluation = build_callbacks(cfg, run_dir) if cfg.task == "autoencode" else []  # merging needs a decoder
     callbacks = [ckpt, *callbacks_steps, CheckpointOnInterrupt(run_dir / "checkpoints" / "last.ckpt"),
-                 LearningRateMonitor(logging_interval="step"), *build_callbacks(cfg, run_dir), *callbacks_extra]
+                 LearningRateMonitor(logging_interval="step"), *evaluation, *callbacks_extra]
     loggers = [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
                CSVLogger(save_dir=str(run_dir), name="csv", version="")]
     kw = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if v is not None}
@@ -232,13 +302,34 @@ def _train(cfg: DictConfig) -> Path:
     else:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+        baselines = None
+        if cfg.task != "autoencode" and cfg.baselines and trainer.is_global_zero and not ckpt_path:
+            baselines = run_baselines(cfg, zoo, run_dir)
         try:
             trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
         except SIGTERMException:
             raise SystemExit(143) from None  # 128 + SIGTERM: schedulers see the run was stopped
+        if cfg.task != "autoencode":
+            write_task_results(cfg, trainer, model, dm, run_dir, baselines)
         if trainer.is_global_zero:
             print(f"run folder: {run_dir}")
     return run_dir
+
+
+def write_task_results(cfg: DictConfig, trainer, model, dm, run_dir: Path, baselines) -> None:
+    """The encoder's val and test scores next to the baselines: `results.json` in the run folder."""
+    metric = "accuracy" if cfg.task == "classify" else "kendall_tau"
+    row = {"baseline": "encoder", "model": "ScaleGMN" + (" + probe" if getattr(model, "probe", None) else "")}
+    for split in ("val", "test"):
+        if split == "test" and "test" not in dm.zoo.splits:
+            continue
+        run = trainer.validate if split == "val" else trainer.test
+        row[split] = run(model, datamodule=dm, verbose=False)[0][f"{split}/{metric}"]
+    if trainer.is_global_zero:
+        table = [row, *(baselines or [])]
+        (run_dir / "results.json").write_text(json.dumps({"task": cfg.task, "metric": metric, "rows": table}, indent=2))
+        print(f"{cfg.task} ({metric}): " + "; ".join(
+            f"{r['baseline']} val {r.get('val', float('nan')):.3f} test {r.get('test', float('nan')):.3f}" for r in table))
 
 
 def run(args) -> int:
@@ -257,5 +348,7 @@ def run(args) -> int:
         return 0
     if cfg.mode not in ("fit", "validate"):
         raise ConfigError(f"mode={cfg.mode!r}: use fit or validate")
+    if cfg.task not in ("autoencode", "classify", "predict-accuracy"):
+        raise ConfigError(f"task={cfg.task!r}: use autoencode, classify or predict-accuracy")
     train(cfg)
     return 0

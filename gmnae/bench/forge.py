@@ -9,7 +9,7 @@ import torch
 from ..tasks import digits
 from ..tasks.grid import coordinate_grid
 from ..weightspace import Architecture
-from ..zoo.forge import DigitsCNNConfig, DigitsCNNForge, train_inrs
+from ..zoo.forge import DigitsCNNConfig, DigitsCNNForge, fit_inrs, siren_init
 
 
 def run(quick: bool = False) -> dict[str, float]:
@@ -19,11 +19,11 @@ def run(quick: bool = False) -> dict[str, float]:
     targets = digits.inr_targets()
     batch, single = (64, 2) if quick else (512, 4)
     t0 = time.perf_counter()
-    train_inrs(arch, targets[:batch], list(range(batch)), steps, 1e-3, coords)
+    fit_inrs(arch, siren_init(arch, list(range(batch))), targets[:batch], steps, 1e-3, coords)
     batched = batch / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     for i in range(single):
-        train_inrs(arch, targets[i:i + 1], [i], steps, 1e-3, coords)
+        fit_inrs(arch, siren_init(arch, [i]), targets[i:i + 1], steps, 1e-3, coords)
     one = single / (time.perf_counter() - t0)
     out.update({"forge.inr.steps": steps, "forge.inr.batched.networks_per_s": batched,
                 "forge.inr.one_at_a_time.networks_per_s": one, "forge.inr.batched_over_one.ratio": batched / one})

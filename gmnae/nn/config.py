@@ -16,6 +16,7 @@ SYMMETRIES = ("permutation", "sign", "scale", "hetero")
 PATHS = ("dense", "edge")
 AGGREGATIONS = ("sum", "mean")
 ACTIVATIONS = ("silu", "relu", "gelu", "tanh")
+INPUT_SCALES = ("none", "layer-rms")
 
 
 @dataclass
@@ -34,13 +35,16 @@ class EncoderConfig:
     aggregation: str = "sum"        # sum | mean
     skip: bool = True               # residual connections on node and edge states
     canon_eps: float = 1e-8         # z / sqrt(|z|^2 + eps^2) in the scale canonicalisation
+    input_scale: str = "none"       # none | layer-rms: multiply each weight/bias tensor by one constant,
+                                    # 1 / its RMS over the zoo (a scalar per tensor commutes with every
+                                    # symmetry; without it hidden SIREN weights (~0.01) barely reach the states)
     chunk_size: Optional[int] = None  # networks per chunk: None = auto (cache-sized on CPU, whole batch on GPU), 0 = off
     compile: bool = False           # torch.compile the dense path (CPU: INR config ~1.4x faster after ~1 min of
                                     # compiling; the CNN config (d=256) gets slower -- measure with `gmnae bench`)
 
     def __post_init__(self):
         for name, allowed in (("symmetry", SYMMETRIES), ("path", PATHS), ("aggregation", AGGREGATIONS),
-                              ("activation", ACTIVATIONS)):
+                              ("activation", ACTIVATIONS), ("input_scale", INPUT_SCALES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"EncoderConfig.{name} = {getattr(self, name)!r}; expected one of {allowed}")
         if self.d < 1 or self.n_layers < 1 or self.latent_dim < 1 or self.mlp_layers < 1 or self.edge_mlp_layers < 1:

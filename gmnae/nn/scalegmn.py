@@ -514,7 +514,29 @@ class ScaleGMNEncoder(nn.Module):
         hidden_type = torch.zeros(lay.n_node_types, dtype=torch.bool)
         hidden_type[n0:n0 + nh_layers] = True
         self.register_buffer("hidden_type", hidden_type, persistent=False)
+        # one constant per weight/bias tensor (cfg.input_scale), set from the zoo by set_input_scale
+        self.register_buffer("param_scale", torch.ones(arch.n_params))
         self._compiled = None
+
+    def set_input_scale(self, sample: torch.Tensor) -> None:
+        """`cfg.input_scale="layer-rms"`: scale each tensor by 1 / its RMS over `sample [N, P]` (networks of the zoo).
+
+        A positive constant per tensor commutes with permutations, sign flips and positive scaling, so the
+        encoder stays exactly invariant; it only brings every layer to unit scale at the input."""
+        if self.cfg.input_scale == "none":
+            return
+        from gmnae.weightspace.layout import param_slices
+
+        scale = torch.ones(self.arch.n_params)
+        for sl in param_slices(self.arch):
+            rms = sample[:, sl].double().pow(2).mean().sqrt().item()
+            scale[sl] = 1.0 / max(rms, 1e-12)
+        self.param_scale.copy_(scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before param_scale existed: no scaling
+        state_dict.setdefault(prefix + "param_scale", torch.ones(self.arch.n_params))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- symmetry flags per network -----------------------------------------------------
     def canon(self, params: torch.Tensor, activation=None) -> Canon:
@@ -560,6 +582,7 @@ class ScaleGMNEncoder(nn.Module):
         if params.dim() != 2 or params.shape[1] != self.arch.n_params:
             raise ValueError(f"expected params [B, {self.arch.n_params}] for {self.arch.describe()}, "
                              f"got {tuple(params.shape)}")
+        params = params * self.param_scale.to(params.dtype)
         B = params.shape[0]
         if not isinstance(activation, (str, type(None))) and len(activation) != B:
             raise ValueError(f"{len(activation)} activations for {B} networks")

@@ -20,6 +20,14 @@ def layer_offsets(arch: Architecture) -> list[tuple[int, int, int]]:
     return out
 
 
+def param_slices(arch: Architecture) -> list[slice]:
+    """The flat-vector slice of every tensor: weight 0, bias 0, weight 1, ..."""
+    out = []
+    for w, b, e in layer_offsets(arch):
+        out += [slice(w, b), slice(b, e)]
+    return out
+
+
 def unflatten(arch: Architecture, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`[..., P]` -> [(weight `[..., *weight_shape]`, bias `[..., n_out]`)] per layer, as views."""
     if flat.shape[-1] != arch.n_params:

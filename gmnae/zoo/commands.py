@@ -8,10 +8,12 @@ from .verify import verify_zoo
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="built-in zoo: digits-inr or digits-cnn")
+    p.add_argument("name", help="built-in zoo: digits-inr, mnist5k-inr or digits-cnn")
     p.add_argument("--out", help="zoo folder (default zoo/NAME)")
-    p.add_argument("--size", type=int, help="digits-inr: number of images; digits-cnn: number of networks")
-    p.add_argument("--seeds", type=int, help="digits-inr: INRs per image (default 2)")
+    p.add_argument("--size", type=int, help="INR zoos: number of images; CNN zoos: number of networks")
+    p.add_argument("--seeds", type=int, help="INR zoos: INRs per image (digits-inr 2, mnist5k-inr 1)")
+    p.add_argument("--init", choices=("independent", "shared"),
+                   help="mnist5k-inr: every INR from its own random init (default) or all from one")
     p.add_argument("--steps", type=int, help="training steps per network")
     p.add_argument("--block-size", type=int, dest="block_size", help="networks trained together per block")
     p.add_argument("--seed", type=int, help="zoo seed (default 0)")
@@ -23,7 +25,8 @@ def run_build(args) -> int:
     from .forge import build_zoo
 
     out = build_zoo(args.name, args.out, progress=not args.no_progress, threads=args.threads, size=args.size,
-                    seeds=args.seeds, steps=args.steps, block_size=args.block_size, seed=args.seed)
+                    seeds=args.seeds, steps=args.steps, block_size=args.block_size, seed=args.seed,
+                    init=getattr(args, "init", None))
     counts = verify_zoo(out)
     print(f"verified {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0

@@ -55,3 +55,42 @@ def test_build_cli_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["zoo", "build", "digits-cnn", "--size", "6", "--out", str(out), "--no-progress"]) == 2
     assert "already holds a finished zoo" in capsys.readouterr().err
     assert main(["zoo", "build", "nope", "--out", str(tmp_path / "n")]) == 2
+
+
+def test_mnist5k_inr_zoo_renders_its_digits(tmp_path):
+    """A real build: each INR, rendered independently, matches its own MNIST digit far better than others'."""
+    import torch
+
+    from gmnae.tasks import mnist5k
+    from gmnae.tasks.grid import coordinate_grid
+    from gmnae.weightspace import siren_render
+
+    zoo = Zoo(build_zoo("mnist5k-inr", tmp_path / "z", progress=False, size=40, steps=120, block_size=20))
+    meta = zoo.read_meta("train")
+    params = torch.from_numpy(zoo.read_params("train"))
+    render = siren_render(zoo.arch, params, coordinate_grid(28)).squeeze(-1).detach()
+    own = mnist5k.inr_targets()[torch.from_numpy(meta["image_index"])]
+    mse_own = (render - own).pow(2).mean(1)
+    np.testing.assert_allclose(mse_own.numpy(), meta["mse"], rtol=1e-4)
+    mse_other = (render - own.roll(1, 0)).pow(2).mean(1)
+    assert float(mse_own.max()) < float(mse_other.min())
+    assert np.median(meta["psnr"]) > 25
+    np.testing.assert_array_equal(meta["label"], mnist5k.labels().numpy()[meta["image_index"]])
+    assert len(set(meta["label"].tolist())) >= 8  # --size takes a shuffled subset, not the sorted file's first class
+    assert zoo.task["fit"]["steps"] == 120 and len(set(meta["init_seed"].tolist())) == len(meta["init_seed"])
+
+
+def test_mnist5k_inr_shared_init_starts_every_network_from_one_draw(tmp_path):
+    from gmnae.zoo.forge import MNIST5kINRConfig, MNIST5kINRForge
+
+    shared = MNIST5kINRForge(MNIST5kINRConfig(size=6, init="shared"))
+    init = shared.initial_params(shared.init_seeds(np.arange(6)))
+    assert (init == init[0]).all()
+    indep = MNIST5kINRForge(MNIST5kINRConfig(size=6))
+    init = indep.initial_params(indep.init_seeds(np.arange(6)))
+    assert not (init[1] == init[0]).all()
+    # the published init: zero hidden biases, first layer within +-1/2
+    layers = __import__("gmnae.weightspace", fromlist=["unflatten"]).unflatten(indep.arch, init)
+    assert (layers[0][1] == 0).all() and (layers[1][1] == 0).all() and float(layers[0][0].abs().max()) <= 0.5
+    with pytest.raises(GmnaeError, match="--init"):
+        MNIST5kINRForge(MNIST5kINRConfig(init="nope"))
