@@ -324,11 +324,9 @@ def run(args) -> int:
         base = OmegaConf.load(saved)
         # mode=fit: a config saved by an older validation must not turn the resume into one
         overrides = [f"run_name={run_dir.name}", f"runs_dir={run_dir.parent}", "ckpt_path=last", "mode=fit", *overrides]
-    cfg = load_config(overrides, base=base)
+    cfg = load_config(overrides, base=base, base_origin=str(saved) if base is not None else "")
     if args.print_config:
         print(OmegaConf.to_yaml(cfg))
         return 0
-    if cfg.mode not in ("fit", "validate"):
-        raise ConfigError(f"mode={cfg.mode!r}: use fit or validate")
     train(cfg)
     return 0

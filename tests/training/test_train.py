@@ -70,7 +70,7 @@ def test_bad_override_syntax(capsys):
     assert main(["train", "optim.lr"]) == 2
     assert "not key=value" in capsys.readouterr().err
     assert main(["train", "optimm.lr=1"]) == 2
-    assert "unknown config key 'optimm.lr'" in capsys.readouterr().err
+    assert "unknown config key 'optimm'" in capsys.readouterr().err
 
 
 def test_missing_imported_zoo_names_the_import_command(tmp_path, capsys):
