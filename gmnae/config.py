@@ -58,6 +58,18 @@ def _typed_group(group: str, name: str, node: DictConfig) -> DictConfig:
     return out
 
 
+def dataset_file(name: str) -> DictConfig:
+    """The dataset's file as written (e.g. its default `zoo:` path)."""
+    return _load_group("dataset", name)
+
+
+def _absolute_paths(cfg: DictConfig) -> None:
+    """Saved configs hold absolute data paths: a resume from another working directory finds the same zoo."""
+    for key in ("zoo", "data_root"):
+        if cfg.dataset.get(key):
+            cfg.dataset[key] = str(Path(cfg.dataset[key]).expanduser().absolute())
+
+
 def parse_overrides(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
     """Split `group=name` choices from other `key=value` overrides, checking the syntax."""
     groups, rest = {}, []
@@ -114,6 +126,7 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
     except OmegaConfBaseException as e:
         raise ConfigError(f"bad interpolation: {e}".splitlines()[0]) from e
     check_complete(cfg, TrainConfig, "config")
+    _absolute_paths(cfg)
     return cfg
 
 

@@ -12,7 +12,7 @@ Every run gets a folder `runs/<name>/` with the resolved `config.yaml`, `checkpo
 A resume appends to the logs and writes `config.yaml` only once its checkpoint has loaded;
 `mode=validate ckpt_path=…` writes into `RUN/validate-<checkpoint>-<time>/`, never into the run.
 Bad input (unknown dataset, missing zoo, architecture mismatch, corrupt shard) stops with one line
-before any training starts.
+before any training starts. A missing zoo is built only with `--build-zoo` (`make train`).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .config import load_config, save_config
-from .errors import ConfigError, GmnaeError, ZooError
+from .errors import ConfigError, GmnaeError, ZooError, check_writable
 from .weightspace import named_architecture
 from .zoo.format import MANIFEST, Zoo, missing_zoo_hint
 
@@ -37,6 +37,9 @@ VERIFY_FULL_BYTES = 1 << 30  # checksum every shard before training when the zoo
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (config from the run)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--build-zoo", action="store_true",
+                   help="build a built-in dataset's zoo (digits-inr, digits-cnn) at its default path when it is "
+                        "missing (what `make train` does); otherwise a missing zoo stops the run")
     p.epilog = "Overrides: key=value (dataset=NAME model=NAME trainer=NAME, any dotted key of configs/train.yaml)"
 
 
@@ -116,18 +119,34 @@ def resolve_checkpoint(cfg: DictConfig) -> Path | None:
     return path.resolve()
 
 
-def check_dataset(cfg: DictConfig, build_missing: bool = True) -> Zoo:
-    """Open the dataset's zoo — building it when it is a built-in one — and check it against the config."""
+def builds_missing_zoo(cfg: DictConfig, build_zoo: bool) -> bool:
+    """Whether a missing zoo is built here: only when the user asked (`--build-zoo`, which `make train`
+    passes), for a built-in dataset at the zoo path its file names -- a moved or mistyped path, an
+    empty folder elsewhere or a resume from another folder must not start a build of many minutes."""
+    ds = cfg.dataset
+    if not (build_zoo and ds.get("build")) or _external_launch():
+        return False
+    from .config import dataset_file
+
+    return Path(ds.zoo) == Path(dataset_file(cfg.choices.dataset).zoo).absolute()
+
+
+def check_dataset(cfg: DictConfig, build_zoo: bool = False) -> Zoo:
+    """Open the dataset's zoo -- building a missing built-in one only when asked -- and check it against the config."""
     ds = cfg.dataset
     root = Path(ds.zoo)
+    if root.is_file():
+        raise ZooError(f"dataset.zoo {root} is a file, not a zoo folder; point dataset.zoo at the folder "
+                       f"that holds {MANIFEST}")
     if not (root / MANIFEST).exists():
-        if ds.get("build") and build_missing and not _external_launch():
-            from .zoo.forge import build_zoo
+        if builds_missing_zoo(cfg, build_zoo):
+            from .zoo.forge import build_zoo as build
 
             print(f"zoo {root} is missing: building it (gmnae zoo build {ds.build}); interrupted builds resume")
-            build_zoo(ds.build, root)
+            build(ds.build, root)
         elif ds.get("build"):
-            raise ZooError(f"{missing_zoo_hint(root)} (build it before a multi-process launch)")
+            raise ZooError(f"no zoo at {root} (no {MANIFEST}); build it with `gmnae zoo build {ds.build} --out {root}` "
+                           f"(or `make train` for the default path), or point dataset.zoo at your zoo")
         else:
             raise ZooError(missing_zoo_hint(root))
     zoo = Zoo(root)
@@ -256,30 +275,32 @@ def check_checkpoint_fits(model, ckpt: Path) -> None:
                          "use the settings the run was trained with") from e
 
 
-def prepare(cfg: DictConfig) -> tuple[Path, Zoo, Path | None]:
+def prepare(cfg: DictConfig, build_zoo: bool = False) -> tuple[Path, Zoo, Path | None]:
     """Everything that can fail on bad input, before Lightning starts anything or a file is written."""
-    zoo = check_dataset(cfg)
+    zoo = check_dataset(cfg, build_zoo)
     check_task_data(cfg, zoo)
     ckpt = resolve_checkpoint(cfg)
-    return resolve_run_dir(cfg, ckpt), zoo, ckpt
+    run_dir = resolve_run_dir(cfg, ckpt)
+    check_writable(run_dir, f"run folder {run_dir} (runs_dir={cfg.runs_dir})")
+    return run_dir, zoo, ckpt
 
 
-def train(cfg: DictConfig) -> Path:
+def train(cfg: DictConfig, build_zoo: bool = False) -> Path:
     exported = RUN_DIR_ENV in os.environ
     try:
-        return _train(cfg)
+        return _train(cfg, build_zoo)
     finally:
         if not exported:  # the choice was for this run's processes only
             os.environ.pop(RUN_DIR_ENV, None)
 
 
-def _train(cfg: DictConfig) -> Path:
+def _train(cfg: DictConfig, build_zoo: bool) -> Path:
     import lightning as L
     import torch
 
     from .callbacks import SaveRunConfig
 
-    run_dir, zoo, ckpt = prepare(cfg)
+    run_dir, zoo, ckpt = prepare(cfg, build_zoo)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     model = build_model(cfg, zoo)
@@ -328,5 +349,5 @@ def run(args) -> int:
     if args.print_config:
         print(OmegaConf.to_yaml(cfg))
         return 0
-    train(cfg)
+    train(cfg, build_zoo=args.build_zoo)
     return 0

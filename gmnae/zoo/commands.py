@@ -10,7 +10,8 @@ from .verify import verify_zoo
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="built-in zoo: digits-inr or digits-cnn")
     p.add_argument("--out", help="zoo folder (default zoo/NAME)")
-    p.add_argument("--size", type=int, help="digits-inr: number of images; digits-cnn: number of networks")
+    p.add_argument("--size", type=int,
+                   help="digits-inr: number of images (default all 1,797); digits-cnn: number of networks")
     p.add_argument("--seeds", type=int, help="digits-inr: INRs per image (default 2)")
     p.add_argument("--steps", type=int, help="training steps per network")
     p.add_argument("--block-size", type=int, dest="block_size", help="networks trained together per block")
@@ -20,7 +21,13 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_build(args) -> int:
+    from ..errors import GmnaeError
     from .forge import build_zoo
+
+    for flag in ("size", "seeds", "steps", "block_size", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:  # 0 would silently mean "all" (--size) or divide by zero (--block-size)
+            raise GmnaeError(f"--{flag.replace('_', '-')} {value}: must be at least 1 (leave it out for the default)")
 
     out = build_zoo(args.name, args.out, progress=not args.no_progress, threads=args.threads, size=args.size,
                     seeds=args.seeds, steps=args.steps, block_size=args.block_size, seed=args.seed)

@@ -112,3 +112,22 @@ def test_callback_under_two_process_ddp_equals_one_process(digits_cnn_zoo, tmp_p
     for r in rows:
         curves = single.curves[r["kind"]][r["method"]][r["metric"]]
         assert float(r["barrier_mean"]) == pytest.approx(float(barrier(curves).mean()), rel=1e-4, abs=1e-6), r
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_evaluate_on_a_gpu_that_is_not_there(eval_run, capsys):
+    assert main(["evaluate", str(eval_run / "checkpoints" / "last.ckpt"), "--device", "gpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--device cuda: this machine has no CUDA GPU" in err and "--device cpu" in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_when_the_zoo_moved(eval_run, tmp_path, capsys):
+    cfg = (eval_run / "config.yaml").read_text()
+    zoo = next(line.split(": ", 1)[1] for line in cfg.splitlines() if line.strip().startswith("zoo: "))
+    (tmp_path / "config.yaml").write_text(cfg.replace(zoo, str(tmp_path / "moved")))
+    args = ["evaluate", str(eval_run / "checkpoints" / "last.ckpt"), "--config", str(tmp_path / "config.yaml"),
+            "--pairs", "2", "--lambdas", "3", "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"the run's zoo {tmp_path / 'moved'}" in err and "pass --zoo DIR" in err and len(err.splitlines()) == 1
+    assert main([*args, "--zoo", zoo]) == 0
