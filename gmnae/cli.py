@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # prints the sub-command's usage
         return 2
     args.extra = rest  # `gmnae train` takes free key=value overrides
+    from .threads import apply_threads
+
+    apply_threads()  # torch threads from the CPUs we may use and the machine's load (gmnae/threads.py)
     if rest and not getattr(args, "_accepts_overrides", False) and args.command != "train":
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     try:

@@ -153,6 +153,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     run_name: Optional[str] = None
     ckpt_path: Optional[str] = None
+    threads: Optional[int] = setting(None, ge=1)  # torch CPU threads; null: chosen (gmnae/threads.py)
     optim: OptimConfig = setting(factory=OptimConfig)
     data: DataConfig = setting(factory=DataConfig)
     loss: LossConfig = setting(factory=LossConfig)

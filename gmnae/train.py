@@ -300,6 +300,9 @@ def _train(cfg: DictConfig, build_zoo: bool) -> Path:
 
     from .callbacks import SaveRunConfig
 
+    from .threads import apply_threads
+
+    apply_threads(cfg.threads)  # the `threads` key, else GMNAE_THREADS / OMP_NUM_THREADS / CPUs and load
     run_dir, zoo, ckpt = prepare(cfg, build_zoo)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
