@@ -5,7 +5,7 @@ runner, a laptop running something else) those threads spin against the other pr
 on 2 cores with one other busy process, `gmnae train dataset=digits-cnn` ran 25x slower with torch's
 2 threads than with 1. So every `gmnae` command chooses:
 
-    threads = min(CPUs we may use (affinity, cgroup quota), CPUs of the machine - its 1-minute load), >= 1
+    threads = min(CPUs we may use (affinity, cgroup quota), CPUs of the machine - CPUs others keep busy), >= 1
 
 unless told: the `threads` config key (`gmnae train threads=4`), `gmnae zoo build --threads`,
 `GMNAE_THREADS=N` for any command, or an OMP_NUM_THREADS the user exported.
@@ -45,13 +45,23 @@ def _cgroup_quota() -> float | None:
     return None
 
 
-def auto_threads() -> int:
-    """Usable CPUs less those the machine's other work keeps busy (1-minute load average), at least 1."""
-    cpus = usable_cpus()
+def busy_cpus() -> float:
+    """CPUs other processes keep busy: the 1-minute load average, or the threads runnable right now (less
+    this one) when that is more -- a job started a moment ago is not in the average yet."""
     try:
-        idle = (os.cpu_count() or cpus) - os.getloadavg()[0]
-    except (AttributeError, OSError):
-        idle = cpus
+        fields = Path("/proc/loadavg").read_text().split()
+        return max(float(fields[0]), float(fields[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return 0.0
+
+
+def auto_threads() -> int:
+    """Usable CPUs less those the machine's other work keeps busy, at least 1."""
+    cpus = usable_cpus()
+    idle = (os.cpu_count() or cpus) - busy_cpus()
     return max(1, min(cpus, math.floor(idle + 0.5)))
 
 
