@@ -99,8 +99,11 @@ class InterpolationCallback(L.Callback):
                                     sample=(self.evaluation.pair_sets[next(iter(self.evaluation.pair_sets))].arch,
                                             self.evaluation.sample_networks()[1]))
             self._to_tensorboard(trainer, scalars if not log_scalars else {}, pngs)
-            print(f"[interpolation] step {trainer.global_step}: {len(self.evaluation.pair_sets)} pair kinds in "
-                  f"{result.seconds:.1f}s\n{result.table()}", flush=True)
+            from tqdm import tqdm
+
+            # tqdm.write clears the progress bar first, so the table does not glue onto it
+            tqdm.write(f"[interpolation] step {trainer.global_step}: {len(self.evaluation.pair_sets)} pair kinds in "
+                       f"{result.seconds:.1f}s\n{result.table()}")
 
     @staticmethod
     def _to_tensorboard(trainer, scalars: dict, pngs: dict) -> None:

@@ -40,7 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--build-zoo", action="store_true",
                    help="build a built-in dataset's zoo (digits-inr, digits-cnn) at its default path when it is "
                         "missing (what `make train` does); otherwise a missing zoo stops the run")
-    p.epilog = "Overrides: key=value (dataset=NAME model=NAME trainer=NAME, any dotted key of configs/train.yaml)"
+    from .config import available
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (f"datasets: {', '.join(available('dataset'))} (dataset=NAME; default digits-inr)\n"
+                f"models: {', '.join(available('model'))}   trainers: {', '.join(available('trainer'))}\n"
+                "overrides: key=value, any dotted key of configs/train.yaml (gmnae train --print-config shows them)\n"
+                "run folder: runs_dir/run_name (default runs/<dataset>-<model>-s<seed>, -vN when taken): config.yaml,\n"
+                "  checkpoints/, tensorboard/, csv/metrics.csv, report.html; its path is printed when the run starts")
 
 
 def _external_launch() -> bool:
@@ -230,11 +237,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
     from .callbacks import CheckpointOnInterrupt, build_callbacks
     from .csv_log import AppendingCSVLogger
 
-    import warnings
+    from .quiet import quiet_lightning
 
-    # The datamodule records how far into an epoch a checkpoint was written and skips those batches
-    # on resume (ZooDataModule.state_dict), which Lightning's check of the loader itself cannot see.
-    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    quiet_lightning()  # tips and known-harmless warnings (gmnae/quiet.py)
     # No version counter: there is one last.ckpt, the newest, whatever checkpoint settings a resumed
     # run uses (with it, a resume with other settings writes last-v1.ckpt and last.ckpt goes stale).
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:06d}",
@@ -304,6 +309,8 @@ def _train(cfg: DictConfig, build_zoo: bool) -> Path:
 
     apply_threads(cfg.threads)  # the `threads` key, else GMNAE_THREADS / OMP_NUM_THREADS / CPUs and load
     run_dir, zoo, ckpt = prepare(cfg, build_zoo)
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0:
+        print(f"{'validation' if cfg.mode == 'validate' else 'run'} folder: {run_dir}", flush=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     model = build_model(cfg, zoo)
