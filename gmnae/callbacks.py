@@ -97,7 +97,7 @@ class InterpolationCallback(L.Callback):
             pngs = write_evaluation(self.run_dir / "eval", result, self.title, pl_module, self.config_yaml,
                                     trainer.global_step, trainer.current_epoch,
                                     sample=(self.evaluation.pair_sets[next(iter(self.evaluation.pair_sets))].arch,
-                                            self.evaluation.sample_networks()[1]))
+                                            self.evaluation.sample_networks()[1]), split=self.evaluation.split)
             self._to_tensorboard(trainer, scalars if not log_scalars else {}, pngs)
             from tqdm import tqdm
 

@@ -80,7 +80,8 @@ def run(args) -> int:
     ckpt_meta = torch.load(ckpt, map_location="cpu", weights_only=False)
     write_evaluation(out / "eval", result, f"gmnae evaluate · {ckpt}", model, OmegaConf.to_yaml(cfg),
                      ckpt_meta.get("global_step", 0), ckpt_meta.get("epoch", 0),
-                     sample=(evaluation.pair_sets[kind].arch, evaluation.sample_networks()[1]))
+                     sample=(evaluation.pair_sets[kind].arch, evaluation.sample_networks()[1]), split=args.split,
+                     metrics_csv=ckpt.parent.parent / "csv" / "metrics.csv")
     (out / "summary.json").write_text(json.dumps({"barriers": result.summary(),
                                                   "reconstruction": result.reconstruction}, indent=2))
     print(result.table())
