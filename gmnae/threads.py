@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 ENV = "GMNAE_THREADS"
+CHOSEN = "GMNAE_THREADS_CHOSEN"  # marks an OMP_NUM_THREADS that gmnae set, so a later choice may redo it
 
 
 def usable_cpus() -> int:
@@ -65,21 +66,28 @@ def auto_threads() -> int:
     return max(1, min(cpus, math.floor(idle + 0.5)))
 
 
-def choose_threads(setting: int | None = None) -> tuple[int, str]:
-    """(threads, why): an explicit setting, GMNAE_THREADS, the user's OMP_NUM_THREADS, else auto."""
+def choose_threads(setting: int | None = None, processes: int = 1) -> tuple[int, str]:
+    """(threads, why): an explicit setting, GMNAE_THREADS, the user's OMP_NUM_THREADS, else auto, shared
+    among `processes` processes of this machine (CPU DDP ranks)."""
     if setting:
         return int(setting), "setting"
     for env in (ENV, "OMP_NUM_THREADS"):
         value = os.environ.get(env, "")
+        if env == "OMP_NUM_THREADS" and value == os.environ.get(CHOSEN):
+            continue  # our own earlier choice (this process's or its parent's), not the user's
         if value.isdigit() and int(value) > 0:
             return int(value), env
-    return auto_threads(), "auto"
+    return max(1, auto_threads() // max(1, processes)), "auto"
 
 
-def apply_threads(setting: int | None = None) -> int:
+def apply_threads(setting: int | None = None, processes: int = 1) -> int:
     """Use the chosen thread count in this process and the ones it starts (DDP ranks inherit the env)."""
-    n, _ = choose_threads(setting)
+    n, why = choose_threads(setting, processes)
     os.environ["OMP_NUM_THREADS"] = str(n)  # read by torch when it loads, and by child processes
+    if why == "auto":
+        os.environ[CHOSEN] = str(n)
+    else:
+        os.environ.pop(CHOSEN, None)
     if "torch" in sys.modules:  # loaded already: tell it directly
         import torch
 

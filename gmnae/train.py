@@ -307,7 +307,10 @@ def _train(cfg: DictConfig, build_zoo: bool) -> Path:
 
     from .threads import apply_threads
 
-    apply_threads(cfg.threads)  # the `threads` key, else GMNAE_THREADS / OMP_NUM_THREADS / CPUs and load
+    devices = cfg.trainer.get("devices", 1)
+    cpu_ranks = devices if cfg.trainer.get("accelerator") == "cpu" and isinstance(devices, int) else 1
+    # the `threads` key, else GMNAE_THREADS / OMP_NUM_THREADS / the CPUs and load, shared by CPU DDP ranks
+    apply_threads(cfg.threads, processes=cpu_ranks)
     run_dir, zoo, ckpt = prepare(cfg, build_zoo)
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0:
         print(f"{'validation' if cfg.mode == 'validate' else 'run'} folder: {run_dir}", flush=True)

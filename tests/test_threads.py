@@ -7,15 +7,35 @@ import torch
 from gmnae.cli import main
 from gmnae.config import load_config
 from gmnae.errors import ConfigError
-from gmnae.threads import auto_threads, choose_threads, usable_cpus
+from gmnae.threads import apply_threads, auto_threads, choose_threads, usable_cpus
 
 
-def test_auto_is_within_the_cpus_we_may_use(monkeypatch):
-    monkeypatch.delenv("GMNAE_THREADS", raising=False)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+@pytest.fixture(autouse=True)
+def _env(monkeypatch):
+    """Each test starts without thread settings; whatever a test's commands set is undone after it."""
+    for env in ("GMNAE_THREADS", "OMP_NUM_THREADS", "GMNAE_THREADS_CHOSEN"):
+        monkeypatch.setenv(env, "x")  # records the value to restore
+        monkeypatch.delenv(env)
+
+
+def test_auto_is_within_the_cpus_we_may_use():
     assert usable_cpus() <= len(os.sched_getaffinity(0))
     assert 1 <= auto_threads() <= usable_cpus()
     assert choose_threads() == (auto_threads(), "auto")
+    assert choose_threads(processes=64) == (1, "auto")  # CPU DDP ranks share the CPUs
+
+
+def test_our_own_choice_is_not_taken_for_the_users(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        n = apply_threads()  # cli.main: exports OMP_NUM_THREADS for torch and child processes
+        assert os.environ["OMP_NUM_THREADS"] == str(n) == os.environ["GMNAE_THREADS_CHOSEN"]
+        assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
+    assert choose_threads(processes=64) == (1, "auto")  # gmnae train with CPU ranks may still share them
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's
+    assert choose_threads(processes=2) == (3, "OMP_NUM_THREADS")
 
 
 def test_explicit_choices_win_in_order(monkeypatch):
