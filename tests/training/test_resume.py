@@ -51,16 +51,20 @@ def test_extending_a_finished_run_trains_every_new_epoch(digits_inr_zoo, tmp_pat
     _check_epochs(digits_inr_zoo, log, 3)
 
 
-def test_sigkill_after_epoch_end_checkpoint_then_resume(digits_inr_zoo, tmp_path, monkeypatch):
+# The last checkpoint before the kill: epoch 0's validation checkpoint; or, with no validation after
+# epoch 0, the step checkpoint written on epoch 0's last batch.
+@pytest.mark.parametrize("settings", [[], ["trainer.check_val_every_n_epoch=2", f"checkpoint.every_n_train_steps={LIMIT}"]],
+                         ids=["validation-checkpoint", "step-checkpoint-on-last-batch"])
+def test_sigkill_after_epoch_end_checkpoint_then_resume(digits_inr_zoo, tmp_path, monkeypatch, settings):
     log = tmp_path / "batches.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GMNAE_TEST_BATCH_LOG": str(log), "GMNAE_TEST_SIGKILL_AT_EPOCH": "1"}
     env.pop("GMNAE_RUN_DIR", None)
     proc = subprocess.run([sys.executable, "-m", "tests.training.instrumented", "train",
-                           *_overrides(digits_inr_zoo, tmp_path, "killed", 3)],
+                           *_overrides(digits_inr_zoo, tmp_path, "killed", 3), *settings],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == LIMIT  # epoch 0's validation checkpoint
+    assert torch.load(last, weights_only=False)["global_step"] == LIMIT  # epoch 0's end
     monkeypatch.setenv("GMNAE_TEST_BATCH_LOG", str(log))
     monkeypatch.setattr(train_module, "build_trainer", instrumented(train_module.build_trainer))
     assert main(["train", "--resume", str(tmp_path / "killed")]) == 0
