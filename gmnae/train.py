@@ -25,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import load_config, save_config
+from .config import load_config
 from .errors import ConfigError, GmnaeError, ZooError, check_writable
 from .weightspace import named_architecture
 from .zoo.format import MANIFEST, Zoo, missing_zoo_hint
@@ -236,7 +236,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
 
     from .callbacks import CheckpointOnInterrupt, build_callbacks
     from .csv_log import AppendingCSVLogger
-
     from .quiet import quiet_lightning
 
     quiet_lightning()  # tips and known-harmless warnings (gmnae/quiet.py)
@@ -304,7 +303,6 @@ def _train(cfg: DictConfig, build_zoo: bool) -> Path:
     import torch
 
     from .callbacks import SaveRunConfig
-
     from .threads import apply_threads
 
     devices = cfg.trainer.get("devices", 1)
