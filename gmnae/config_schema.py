@@ -16,6 +16,7 @@ they are checked against `lightning.Trainer.__init__`'s signature, not a list ke
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Optional
@@ -27,13 +28,15 @@ from .errors import ConfigError
 
 
 def setting(default=NO_DEFAULT, *, factory=None, ge=None, gt=None, le=None, lt=None, choices=None, keys=None):
-    """A dataclass field with a check: a range (ge/gt/le/lt), allowed values, or (dicts) allowed keys."""
+    """A dataclass field with a check: a range (ge/gt/le/lt), allowed values, or, for a free-form dict,
+    `keys=(function listing the allowed keys, what they are)`."""
     meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, keys=keys).items() if v is not None}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
+@functools.lru_cache(maxsize=1)
 def trainer_arguments() -> list[str]:
     """What `trainer.*` may set: the arguments of `lightning.Trainer`, less those gmnae sets itself."""
     import inspect
@@ -161,7 +164,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = setting(factory=CheckpointConfig)
     dataset: DatasetConfig = setting(factory=DatasetConfig)
     model: ModelConfig = setting(factory=ModelConfig)
-    trainer: Dict[str, Any] = setting(factory=dict, keys=trainer_arguments)
+    trainer: Dict[str, Any] = setting(factory=dict, keys=(trainer_arguments, "the arguments of lightning.Trainer"))
     choices: Dict[str, str] = setting(factory=dict)  # group -> the file chosen (dataset=NAME ...)
 
 
@@ -282,12 +285,13 @@ def check_values(cfg: DictConfig, schema: type, origin: str, prefix: str = "") -
         if value is None:
             continue
         if "keys" in m:
-            valid = m["keys"]()
+            allowed, describe = m["keys"]
+            valid = allowed()
             for k in value:
                 if k not in valid:
                     near = difflib.get_close_matches(str(k), valid, n=1, cutoff=0.0)
                     raise ConfigError(f"{origin}: unknown config key '{key}.{k}' (= {value[k]!r}); the nearest "
-                                      f"valid key is '{key}.{near[0]}'" + (" (Lightning Trainer arguments)"))
+                                      f"valid key is '{key}.{near[0]}' ({key}.* takes {describe})")
         if "choices" in m and value not in m["choices"]:
             shown = [_yaml(c) for c in m["choices"]]
             near = difflib.get_close_matches(str(value), shown, n=1, cutoff=0.0)
