@@ -19,7 +19,7 @@ $(BIN)/gmnae: pyproject.toml
 setup: $(BIN)/gmnae
 
 train: setup
-	$(BIN)/gmnae train dataset=$(DATASET) $(ARGS)
+	$(BIN)/gmnae train --build-zoo dataset=$(DATASET) $(ARGS)
 
 zoo: setup
 	$(BIN)/gmnae zoo build $(DATASET)

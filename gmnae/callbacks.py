@@ -26,6 +26,29 @@ class CheckpointOnInterrupt(L.Callback):
                       f"{self.path.parent.parent}", flush=True)
 
 
+class SaveRunConfig(L.Callback):
+    """Write the run's `config.yaml` when training or validation starts, i.e. after Lightning restored
+    the checkpoint: a resume whose checkpoint does not load leaves the saved config as it was."""
+
+    def __init__(self, cfg, path: Path):
+        self.cfg, self.path = cfg, Path(path)
+        self.done = False
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if trainer.is_global_zero and not self.done:
+            from .config import save_config
+
+            save_config(self.cfg, self.path)
+        self.done = True
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._save(trainer)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "validate":
+            self._save(trainer)
+
+
 class InterpolationCallback(L.Callback):
     """Merging evaluation while a model trains (and once more at the end of fit).
 
@@ -74,10 +97,13 @@ class InterpolationCallback(L.Callback):
             pngs = write_evaluation(self.run_dir / "eval", result, self.title, pl_module, self.config_yaml,
                                     trainer.global_step, trainer.current_epoch,
                                     sample=(self.evaluation.pair_sets[next(iter(self.evaluation.pair_sets))].arch,
-                                            self.evaluation.sample_networks()[1]))
+                                            self.evaluation.sample_networks()[1]), split=self.evaluation.split)
             self._to_tensorboard(trainer, scalars if not log_scalars else {}, pngs)
-            print(f"[interpolation] step {trainer.global_step}: {len(self.evaluation.pair_sets)} pair kinds in "
-                  f"{result.seconds:.1f}s\n{result.table()}", flush=True)
+            from tqdm import tqdm
+
+            # tqdm.write clears the progress bar first, so the table does not glue onto it
+            tqdm.write(f"[interpolation] step {trainer.global_step}: {len(self.evaluation.pair_sets)} pair kinds in "
+                       f"{result.seconds:.1f}s\n{result.table()}")
 
     @staticmethod
     def _to_tensorboard(trainer, scalars: dict, pngs: dict) -> None:

@@ -34,6 +34,15 @@ IMPORT_COMMANDS = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gmnae")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH
+        return "0+source"
+
+
 def _attach(sub, name, module, help, prefix=""):
     p = sub.add_parser(name, help=help, description=help)
     mod = importlib.import_module(module)
@@ -44,7 +53,8 @@ def _attach(sub, name, module, help, prefix=""):
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gmnae", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"gmnae {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join([*COMMANDS, "zoo"]) + "}")
     # Import only the module of the command being run (argv[0]), but list every command in --help.
     wanted = argv[0] if argv else None
     for name, (module, help) in COMMANDS.items():
@@ -53,7 +63,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         else:
             sub.add_parser(name, help=help, add_help=False)
     zoo = sub.add_parser("zoo", help="build, inspect, verify and import zoos")
-    zsub = zoo.add_subparsers(dest="zoo_command", required=True)
+    zsub = zoo.add_subparsers(dest="zoo_command", required=True,  # the usage line lists them when none is given
+                              metavar="{" + ",".join([*ZOO_COMMANDS, "import"]) + "}")
     zwanted = argv[1] if len(argv) > 1 and wanted == "zoo" else None
     for name, (module, fn, help) in ZOO_COMMANDS.items():
         if name == zwanted:
@@ -61,7 +72,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         else:
             zsub.add_parser(name, help=help, add_help=False)
     imp = zsub.add_parser("import", help="import a published zoo from files on disk")
-    isub = imp.add_subparsers(dest="import_command", required=True)
+    isub = imp.add_subparsers(dest="import_command", required=True, metavar="{" + ",".join(IMPORT_COMMANDS) + "}")
     iwanted = argv[2] if len(argv) > 2 and zwanted == "import" else None
     for name, (module, help) in IMPORT_COMMANDS.items():
         if name == iwanted:
@@ -79,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # prints the sub-command's usage
         return 2
     args.extra = rest  # `gmnae train` takes free key=value overrides
+    from .threads import apply_threads
+
+    apply_threads()  # torch threads from the CPUs we may use and the machine's load (gmnae/threads.py)
     if rest and not getattr(args, "_accepts_overrides", False) and args.command != "train":
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     try:

@@ -16,9 +16,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .config_schema import (DatasetConfig, ModelConfig, TrainConfig, check_complete, check_values, merge_checked,
+                            typed)
 from .errors import ConfigError
 
 GROUPS = ("dataset", "model", "trainer")
+GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig}  # trainer: Lightning's arguments
 
 
 def config_dir() -> Path:
@@ -38,7 +41,33 @@ def _load_group(group: str, name: str) -> DictConfig:
     if not path.exists():
         raise ConfigError(f"no {group} config named {name!r} ({path} does not exist); "
                           f"available: {', '.join(available(group))}")
-    return OmegaConf.load(path)
+    try:
+        return OmegaConf.load(path)
+    except Exception as e:  # YAML syntax
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+
+
+def _typed_group(group: str, name: str, node: DictConfig) -> DictConfig:
+    """A group file checked against its part of the schema, so that an error names the file."""
+    origin = f"{config_dir() / group / name}.yaml"
+    if group == "trainer":  # free-form: Lightning's arguments
+        check_values(OmegaConf.create({"trainer": node}), TrainConfig, origin)
+        return node
+    out = typed(GROUP_SCHEMAS[group], node, origin, prefix=group)
+    check_complete(out, GROUP_SCHEMAS[group], origin, prefix=group)
+    return out
+
+
+def dataset_file(name: str) -> DictConfig:
+    """The dataset's file as written (e.g. its default `zoo:` path)."""
+    return _load_group("dataset", name)
+
+
+def _absolute_paths(cfg: DictConfig) -> None:
+    """Saved configs hold absolute data paths: a resume from another working directory finds the same zoo."""
+    for key in ("zoo", "data_root"):
+        if cfg.dataset.get(key):
+            cfg.dataset[key] = str(Path(cfg.dataset[key]).expanduser().absolute())
 
 
 def parse_overrides(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -47,24 +76,29 @@ def parse_overrides(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override {item!r} is not key=value (e.g. dataset=digits-cnn optim.lr=3e-4)")
-        key, value = item.split("=", 1)
+        key, value = item.lstrip("+").split("=", 1)
         if key in GROUPS:
             groups[key] = value
         else:
-            rest.append(item)
+            rest.append(f"{key}={value}")
     return groups, rest
 
 
-def load_config(overrides: list[str] | None = None, base: DictConfig | None = None) -> DictConfig:
-    """Compose the training config. `base`: a saved run config to start from (resume)."""
+def load_config(overrides: list[str] | None = None, base: DictConfig | None = None,
+                base_origin: str = "saved run config") -> DictConfig:
+    """Compose the training config and check it against the schema (gmnae/config_schema.py).
+    `base`: a saved run config to start from (resume)."""
     groups, rest = parse_overrides(list(overrides or []))
     if base is not None:
-        cfg = base.copy()
+        cfg = typed(TrainConfig, base, base_origin)
         for group, name in groups.items():
-            cfg[group] = _load_group(group, name)
+            node = _load_group(group, name)
+            node.pop("defaults", None), node.pop("override", None)
+            cfg[group] = _typed_group(group, name, node)
             cfg.choices[group] = name
     else:
-        root = OmegaConf.load(config_dir() / "train.yaml")
+        root_path = config_dir() / "train.yaml"
+        root = OmegaConf.load(root_path)
         choices = dict(root.pop("defaults"))
         if "dataset" in groups:
             choices["dataset"] = groups["dataset"]
@@ -74,29 +108,26 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
             choices[group] = groups.get(group, suggested.get(group, choices[group]))
         parts = {g: (dataset if g == "dataset" else _load_group(g, choices[g])) for g in GROUPS}
         # Top-level keys a group file sets (e.g. a dataset's `optim:` or `data:` tuning) merge into the root.
-        tops = [parts[g].pop("override", None) for g in GROUPS]
-        cfg = OmegaConf.merge(root, {g: parts[g] for g in GROUPS}, *[t for t in tops if t])
+        tops = {g: parts[g].pop("override", None) for g in GROUPS}
+        for g in GROUPS:
+            parts[g] = _typed_group(g, choices[g], parts[g])
+            if tops[g]:
+                typed(TrainConfig, tops[g], f"{config_dir() / g / choices[g]}.yaml (override:)")
+        cfg = typed(TrainConfig, root, str(root_path))
+        cfg = OmegaConf.merge(cfg, {g: parts[g] for g in GROUPS}, *[t for t in tops.values() if t])
         cfg.choices = choices
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(rest))
-        OmegaConf.resolve(cfg)
+        dotlist = OmegaConf.from_dotlist(rest)
     except OmegaConfBaseException as e:
         raise ConfigError(f"bad override: {e}".splitlines()[0]) from e
-    _check_keys(cfg, rest)
+    cfg = merge_checked(cfg, dotlist, TrainConfig, "command line")
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"bad interpolation: {e}".splitlines()[0]) from e
+    check_complete(cfg, TrainConfig, "config")
+    _absolute_paths(cfg)
     return cfg
-
-
-def _check_keys(cfg: DictConfig, rest: list[str]) -> None:
-    """An override of a key the config does not have is almost always a typo: say so."""
-    template = OmegaConf.load(config_dir() / "train.yaml")
-    for item in rest:
-        key = item.split("=", 1)[0]
-        top = key.split(".")[0]
-        if top.startswith("+"):
-            continue
-        if top not in template and top not in GROUPS and top != "choices":
-            raise ConfigError(f"unknown config key {key!r}; top-level keys: "
-                              f"{', '.join(k for k in template if k != 'defaults')}, {', '.join(GROUPS)}")
 
 
 def save_config(cfg: DictConfig, path: Path) -> None:

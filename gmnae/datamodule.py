@@ -209,7 +209,7 @@ class ZooDataModule(L.LightningDataModule):
         self.activation, self.limit_train = activation, limit_train_networks
         self.seed, self.data_root = seed, data_root
         self.streams: dict[str, ShardStream] = {}
-        self._resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a mid-epoch checkpoint
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
 
     @property
     def arch(self):
@@ -240,13 +240,15 @@ class ZooDataModule(L.LightningDataModule):
                 activation_codes=acts)
         stream = self.streams[key]
         if train and self.trainer is not None:
-            stream.set_epoch(self.trainer.current_epoch)
-            if self._resume_at and self._resume_at[0] == self.trainer.current_epoch:
-                stream.skip_batches = self._resume_at[1]
+            # A resumed fit trains the epoch its checkpoint recorded (Lightning's epoch counter is not
+            # final yet when it asks for the loader: a save at an epoch's end still reads as that epoch).
+            epoch, skip = self._resume_at or (self.trainer.current_epoch, 0)
+            stream.set_epoch(epoch)
+            stream.skip_batches = skip
             self._resume_at = None
         return stream
 
-    # -- mid-epoch resume: the checkpoint records how far into the epoch training got --------------
+    # -- resume: the checkpoint records which epoch comes next and how many of its batches are done --
     def state_dict(self) -> dict:
         t = self.trainer
         if t is None or t.state.fn != "fit":
@@ -256,9 +258,11 @@ class ZooDataModule(L.LightningDataModule):
         # Also right for a save during validation: the training counter is what resume skips.
         done = t.fit_loop.epoch_loop.batch_progress.current.processed
         epochs = t.fit_loop.epoch_progress.current
-        if epochs.completed == epochs.started:  # between epochs (a stop right after one ended): the counter
-            done = 0                            # still holds the finished epoch's batches; the next starts fresh
-        return {"train_epoch": t.current_epoch, "train_batches_done": done}
+        # The epoch's training part is over -- its last batch stepped, or the save is in the epoch-end
+        # validation or between epochs: resume starts the next epoch from its first batch.
+        if epochs.processed == epochs.started or done >= t.num_training_batches:
+            return {"train_epoch": epochs.started, "train_batches_done": 0}
+        return {"train_epoch": epochs.started - 1, "train_batches_done": done}
 
     def load_state_dict(self, state: dict) -> None:
         if "train_epoch" in state:

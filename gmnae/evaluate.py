@@ -22,7 +22,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zoo", help="zoo folder (default: the run's dataset.zoo)")
     p.add_argument("--config", help="run config (default: config.yaml of the checkpoint's run folder)")
     p.add_argument("--out", help="output folder (default <run>/evaluate-<split>)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda (gpu), cuda:N or auto (default: cuda when there is one)")
+
+
+def resolve_device(name: str) -> str:
+    """cpu, cuda[:N] (gpu is an alias) or auto; a GPU that is not there is said so, not found out later."""
+    import torch
+
+    name = "cuda" + name[3:] if name.startswith("gpu") else name
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GmnaeError(f"--device {name}: this machine has no CUDA GPU torch can use; pass --device cpu (or auto)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise GmnaeError(f"--device {name}: use cpu, cuda (or gpu), cuda:N or auto")
+    return name
 
 
 def run(args) -> int:
@@ -45,13 +59,17 @@ def run(args) -> int:
         cfg.evaluation.pairs_per_kind = args.pairs
     if args.lambdas:
         cfg.evaluation.lambdas = args.lambdas
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     try:
         model = WeightSpaceAutoencoder.load_from_checkpoint(ckpt, map_location=device)
     except Exception as e:  # a truncated or foreign file
         raise GmnaeError(f"cannot load {ckpt} as a gmnae checkpoint of this version ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else e!r})") from e
-    zoo = Zoo(args.zoo or cfg.dataset.zoo)
+    zoo_path = Path(args.zoo or cfg.dataset.zoo)
+    if not args.zoo and not (zoo_path / "manifest.json").is_file():
+        raise GmnaeError(f"the run's zoo {zoo_path} (dataset.zoo in {cfg_path}) is not there; "
+                         "if it moved, pass --zoo DIR")
+    zoo = Zoo(zoo_path)
     if zoo.arch.layers != model.arch.layers:
         raise GmnaeError(f"zoo {zoo.root} holds {zoo.arch.describe()}, the checkpoint was trained on "
                          f"{model.arch.describe()}; pass --zoo")
@@ -62,7 +80,8 @@ def run(args) -> int:
     ckpt_meta = torch.load(ckpt, map_location="cpu", weights_only=False)
     write_evaluation(out / "eval", result, f"gmnae evaluate · {ckpt}", model, OmegaConf.to_yaml(cfg),
                      ckpt_meta.get("global_step", 0), ckpt_meta.get("epoch", 0),
-                     sample=(evaluation.pair_sets[kind].arch, evaluation.sample_networks()[1]))
+                     sample=(evaluation.pair_sets[kind].arch, evaluation.sample_networks()[1]), split=args.split,
+                     metrics_csv=ckpt.parent.parent / "csv" / "metrics.csv")
     (out / "summary.json").write_text(json.dumps({"barriers": result.summary(),
                                                   "reconstruction": result.reconstruction}, indent=2))
     print(result.table())

@@ -24,6 +24,18 @@ from .weightspace import ACTIVATIONS, forward  # noqa: E402
 
 METHOD_COLORS = {"naive": "#7f7f7f", "wm": "#1f77b4", "wm-signed": "#17becf", "wm-scale": "#17becf",
                  "ae": "#d62728", "ae-latent": "#ff7f0e"}
+# ae and ae-latent often lie on top of each other: a dashed, marked line keeps the one below visible
+METHOD_STYLES = {"ae-latent": {"ls": "--", "marker": "o", "ms": 3}, "naive": {"ls": ":"}}
+AE_METHODS = ("ae", "ae-latent")
+PAIR_KINDS_LEGEND = (
+    "<p class='legend'><b>Pair kinds.</b> <b>orbit-…</b>: network B is network A moved along its symmetry "
+    "orbit (same function, other weights), plus small noise: <b>P</b> permutes hidden neurons, <b>D</b> flips "
+    "their signs (odd activations: sine, tanh), <b>S</b> rescales them by positive factors (ReLU); <b>PD</b>, "
+    "<b>PS</b> combine both. <b>independent</b>: two separately trained networks of the same task (INRs: the "
+    "same image, other seeds). <b>Methods.</b> naive: straight line between the raw weights; wm / wm-signed / "
+    "wm-scale: weight matching (permutations; with sign flips; after unit-norm rescaling) aligns B to A first; "
+    "ae: the line between the decoded networks dec(enc(A)), dec(enc(B)); ae-latent: decoding the line between "
+    "the latents.</p>")
 
 
 def curves_figure(result: EvaluationResult, kinds: list[str] | None = None):
@@ -37,7 +49,7 @@ def curves_figure(result: EvaluationResult, kinds: list[str] | None = None):
             c = metrics[metric].numpy()
             q25, q75 = np.percentile(c, [25, 75], axis=0)
             color = METHOD_COLORS.get(method)
-            ax.plot(lam, c.mean(0), label=method, color=color, lw=1.6)
+            ax.plot(lam, c.mean(0), label=method, color=color, lw=1.6, **METHOD_STYLES.get(method, {}))
             ax.fill_between(lam, q25, q75, color=color, alpha=0.15, lw=0)
         ax.set_title(f"{kind} (n={len(next(iter(result.curves[kind].values()))[metric])})", fontsize=9)
         ax.set_xlabel("λ")
@@ -68,6 +80,78 @@ def inr_reconstruction_figure(model, arch, params: torch.Tensor, resolution: int
         axes[row][0].set_title(name, fontsize=8, loc="left")
     fig.tight_layout()
     return fig
+
+
+def _read_csv(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, csv.Error):
+        return []
+
+
+def _series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
+    pts = [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "") and r.get("step")]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def training_figure(metrics_csv: Path):
+    """Loss, and PSNR or accuracy, over steps from the run's own `csv/metrics.csv` (None when it has none)."""
+    rows = _read_csv(metrics_csv)
+    quality = next((k for k in ("val/psnr", "val/accuracy") if any(r.get(k) for r in rows)), None)
+    if not rows or not any(r.get("train/loss_step") or r.get("val/loss") for r in rows):
+        return None
+    panels = [("loss", ("train/loss_step", "val/loss"))] + ([(quality.split("/")[1], (quality.replace("val", "train")
+                                                              + "_step", quality))] if quality else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.0), squeeze=False)
+    for ax, (name, keys) in zip(axes[0], panels):
+        for key in keys:
+            x, y = _series(rows, key)
+            if x:
+                ax.plot(x, y, label=key, lw=1.2, marker="o" if key.startswith("val") else None, ms=3)
+        ax.set_xlabel("step")
+        ax.set_ylabel(name + (" (dB)" if name == "psnr" else ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def barrier_history_figure(barriers_csv: Path):
+    """Mean barrier of each method over the evaluations of a run, one panel per pair kind."""
+    rows = _read_csv(barriers_csv)
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    if not kinds:
+        return None
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 2.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for method in dict.fromkeys(r["method"] for r in rows if r["kind"] == kind):
+            pts = [(int(r["step"]), float(r["barrier_mean"])) for r in rows if r["kind"] == kind and r["method"] == method]
+            style = {"marker": "o", "ms": 3, **METHOD_STYLES.get(method, {})}
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=method, color=METHOD_COLORS.get(method), **style)
+        ax.set_title(kind, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("barrier (mean)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def decoded_worse_than_mean_network(reconstruction: dict[str, float]) -> bool:
+    """True when the autoencoder's decoded networks are worse than decoding nothing (the zoo's mean network):
+    its interpolation paths are then no evidence of anything and are not ranked."""
+    for key, value in reconstruction.items():
+        for ours, baseline in (("psnr_decoded_vs_original", "psnr_baseline_mean_network_vs_original"),
+                               ("accuracy_decoded", "accuracy_baseline_mean_network")):
+            if key.endswith(ours) and value < reconstruction.get(key[: -len(ours)] + baseline, float("-inf")):
+                return True
+    return False
+
+
+def _recon_label(key: str) -> tuple[str, str]:
+    unit = "dB" if "psnr" in key else "fraction correct" if "accuracy" in key else ""
+    return key.replace("_", " "), unit
 
 
 def figure_png(fig) -> bytes:
@@ -117,6 +201,7 @@ def _img(png: bytes, alt: str) -> str:
 
 def barrier_table_html(result: EvaluationResult) -> str:
     rows = result.summary()
+    unranked = set(AE_METHODS) if decoded_worse_than_mean_network(result.reconstruction) else set()
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {(r["kind"], r["method"]): r for r in rows}
@@ -129,40 +214,57 @@ def barrier_table_html(result: EvaluationResult) -> str:
             if r is None:
                 cells.append("<td>–</td>")
                 continue
-            best = min((by[(k, mm)]["barrier_mean"] for mm in methods if (k, mm) in by))
-            cls = ' class="best"' if r["barrier_mean"] == best else ""
+            best = min((by[(k, mm)]["barrier_mean"] for mm in methods if (k, mm) in by and mm not in unranked),
+                       default=None)
+            cls = ' class="best"' if r["barrier_mean"] == best and m not in unranked else ""
             extra = f"<br><small>max {r['max_mean']:.4f}</small>" if "max_mean" in r else ""
             cells.append(f"<td{cls}>{r['barrier_mean']:.4f} ± {r['barrier_std']:.4f}{extra}</td>")
         body.append(f"<tr><th>{html.escape(m)}</th>{''.join(cells)}</tr>")
-    return f"<table><tr><th>method</th>{head}</tr>{''.join(body)}</table>"
+    note = ("<p class='note'>ae, ae-latent: not ranked (no green cell) -- the decoded networks are worse than the "
+            "zoo's mean network (see reconstruction quality), so a low barrier says nothing yet.</p>" if unranked else "")
+    return f"<table><tr><th>method</th>{head}</tr>{''.join(body)}</table>{note}"
 
 
 def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yaml: str = "",
                  recon_png: bytes | None = None, curves_png: bytes | None = None, step: int | None = None,
-                 history_csv: Path | None = None) -> Path:
+                 history_csv: Path | None = None, split: str | None = None, metrics_csv: Path | None = None) -> Path:
     """Write `report.html` (self-contained) into out_dir; returns its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     curves_png = curves_png or figure_png(curves_figure(result))
-    recon_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.4f}</td></tr>" for k, v in result.reconstruction.items())
+    recon_rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{v:.4f}</td><td>{unit}</td></tr>"
+                         for k, v in result.reconstruction.items() for label, unit in [_recon_label(k)])
+    where = f"the {html.escape(split)} split" if split else "the evaluated split"
     metric = ", ".join(sorted(set(result.primary.values())))
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}",
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td.best{background:#e3f5e3}",
+        ".legend,.note{max-width:1000px;font-size:90%;color:#333}",
         "img{max-width:100%}pre{background:#f8f8f8;padding:1em;overflow:auto}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>step {step if step is not None else '–'} · evaluation took {result.seconds:.1f}s · "
         f"{len(result.lambdas)} λ points · barrier = max<sub>λ</sub> L(θ(λ)) − ½(L(a)+L(b)) on {html.escape(metric)}; "
         "for the autoencoder paths, 'max' is the absolute maximum loss (their endpoints carry reconstruction error).</p>",
-        "<h2>Loss barriers (mean ± std over pairs)</h2>", barrier_table_html(result),
+    ]
+    training = training_figure(metrics_csv) if metrics_csv is not None else None
+    if training is not None:
+        parts += ["<h2>Training curves</h2>", _img(figure_png(training), "training curves")]
+    parts += [
+        f"<h2>Loss barriers on {where} (mean ± std over pairs; green: lowest)</h2>", barrier_table_html(result),
+        PAIR_KINDS_LEGEND,
         "<h2>Interpolation curves (mean, interquartile band)</h2>", _img(curves_png, "interpolation curves"),
-        "<h2>Reconstruction quality</h2>", f"<table>{recon_rows}</table>",
+        f"<h2>Reconstruction quality on {where}</h2>",
+        "<p class='note'>decoded = dec(enc(θ)); baselines decode nothing: the zoo's mean network, or (INRs) the "
+        "mean image of the training split. Higher is better.</p>",
+        f"<table><tr><th>measure</th><th>value</th><th>unit</th></tr>{recon_rows}</table>",
     ]
     if recon_png:
         parts += [_img(recon_png, "reconstructions")]
-    if history_csv is not None and history_csv.exists():
-        parts += ["<h2>Barrier history</h2>", f"<pre>{html.escape(history_csv.read_text()[-20000:])}</pre>"]
+    history = barrier_history_figure(history_csv) if history_csv is not None and history_csv.exists() else None
+    if history is not None:
+        parts += ["<h2>Barrier history</h2>", _img(figure_png(history), "barrier history"),
+                  f"<p class='note'>all numbers: {html.escape(history_csv.name)} beside this report's figures</p>"]
     if config_yaml:
         parts += ["<h2>Config</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]
     parts.append("</body></html>")
@@ -172,7 +274,8 @@ def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yam
 
 
 def write_evaluation(out_dir: Path, result: EvaluationResult, title: str, model=None, config_yaml: str = "",
-                     step: int = 0, epoch: int = 0, sample: tuple | None = None) -> dict[str, bytes]:
+                     step: int = 0, epoch: int = 0, sample: tuple | None = None, split: str | None = None,
+                     metrics_csv: Path | None = None) -> dict[str, bytes]:
     """CSV + PNG + HTML for one evaluation (rank 0 only). Returns the PNGs for loggers."""
     out_dir.mkdir(parents=True, exist_ok=True)
     curves_png = figure_png(curves_figure(result))
@@ -183,6 +286,7 @@ def write_evaluation(out_dir: Path, result: EvaluationResult, title: str, model=
     if model is not None and sample is not None and sample[0].family == "siren":
         pngs["reconstructions"] = figure_png(inr_reconstruction_figure(model, sample[0], sample[1]))
         _atomic_write(out_dir / "reconstructions.png", pngs["reconstructions"])
-    write_report(out_dir.parent if out_dir.name == "eval" else out_dir, result, title, config_yaml,
-                 pngs.get("reconstructions"), curves_png, step, out_dir / "barriers.csv")
+    report_dir = out_dir.parent if out_dir.name == "eval" else out_dir
+    write_report(report_dir, result, title, config_yaml, pngs.get("reconstructions"), curves_png, step,
+                 out_dir / "barriers.csv", split, metrics_csv or report_dir / "csv" / "metrics.csv")
     return pngs

@@ -9,20 +9,24 @@
 
 Every run gets a folder `runs/<name>/` with the resolved `config.yaml`, `checkpoints/`
 (`last.ckpt` and the best by validation loss), `tensorboard/`, `csv/metrics.csv` and the reports.
+A resume appends to the logs and writes `config.yaml` only once its checkpoint has loaded;
+`mode=validate ckpt_path=…` writes into `RUN/validate-<checkpoint>-<time>/`, never into the run.
 Bad input (unknown dataset, missing zoo, architecture mismatch, corrupt shard) stops with one line
-before any training starts.
+before any training starts. A missing zoo is built only with `--build-zoo` (`make train`).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import time
+import zipfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import load_config, save_config
-from .errors import ConfigError, GmnaeError, ZooError
+from .config import load_config
+from .errors import ConfigError, GmnaeError, ZooError, check_writable
 from .weightspace import named_architecture
 from .zoo.format import MANIFEST, Zoo, missing_zoo_hint
 
@@ -33,7 +37,17 @@ VERIFY_FULL_BYTES = 1 << 30  # checksum every shard before training when the zoo
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (config from the run)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.epilog = "Overrides: key=value (dataset=NAME model=NAME trainer=NAME, any dotted key of configs/train.yaml)"
+    p.add_argument("--build-zoo", action="store_true",
+                   help="build a built-in dataset's zoo (digits-inr, digits-cnn) at its default path when it is "
+                        "missing (what `make train` does); otherwise a missing zoo stops the run")
+    from .config import available
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (f"datasets: {', '.join(available('dataset'))} (dataset=NAME; default digits-inr)\n"
+                f"models: {', '.join(available('model'))}   trainers: {', '.join(available('trainer'))}\n"
+                "overrides: key=value, any dotted key of configs/train.yaml (gmnae train --print-config shows them)\n"
+                "run folder: runs_dir/run_name (default runs/<dataset>-<model>-s<seed>, -vN when taken): config.yaml,\n"
+                "  checkpoints/, tensorboard/, csv/metrics.csv, report.html; its path is printed when the run starts")
 
 
 def _external_launch() -> bool:
@@ -41,20 +55,19 @@ def _external_launch() -> bool:
     return any(int(os.environ.get(k, "1")) > 1 for k in ("WORLD_SIZE", "SLURM_NTASKS")) or "LOCAL_RANK" in os.environ
 
 
-def resolve_run_dir(cfg: DictConfig) -> Path:
+def resolve_run_dir(cfg: DictConfig, ckpt: Path | None = None) -> Path:
     """The run folder, identical in every process of a run.
 
     An explicit run_name is used as is. Otherwise <dataset>-<model>-s<seed>, plus the SLURM job id
     under SLURM (so a requeued job finds its own folder). A single-process start that would reuse
     a taken folder gets the next free -vN, and exports the choice so processes that Lightning
-    launches later inherit it instead of choosing again.
+    launches later inherit it instead of choosing again. A validation gets a folder of its own.
     """
     if os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])
-    runs = Path(cfg.runs_dir)
-    name = cfg.run_name or f"{cfg.choices.dataset}-{cfg.choices.model}-s{cfg.seed}"
-    if not cfg.run_name and os.environ.get("SLURM_JOB_ID"):
-        name += f"-job{os.environ['SLURM_JOB_ID']}"
+    if cfg.mode == "validate":
+        return _validation_dir(cfg, ckpt)
+    runs, name = Path(cfg.runs_dir), run_name(cfg)
     path = runs / name
     if not cfg.run_name and not _external_launch() and cfg.ckpt_path is None and cfg.mode == "fit":
         v = 1
@@ -65,18 +78,82 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     return path
 
 
-def check_dataset(cfg: DictConfig, build_missing: bool = True) -> Zoo:
-    """Open the dataset's zoo — building it when it is a built-in one — and check it against the config."""
+def run_name(cfg: DictConfig) -> str:
+    if cfg.run_name:
+        return cfg.run_name
+    name = f"{cfg.choices.dataset}-{cfg.choices.model}-s{cfg.seed}"
+    return name + (f"-job{os.environ['SLURM_JOB_ID']}" if os.environ.get("SLURM_JOB_ID") else "")
+
+
+def _validation_dir(cfg: DictConfig, ckpt: Path) -> Path:
+    """`RUN/validate-<checkpoint>-<UTC time>/` beside the run the checkpoint belongs to (else in runs_dir):
+    a validation never writes into the run's own config or logs. Processes started by an outside
+    launcher (torchrun, srun) cannot share one clock reading: they use `validate-<checkpoint>[-job<id>]`."""
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(cfg.runs_dir)
+    name = f"validate-{ckpt.stem}"
+    if _external_launch():
+        return run / (name + (f"-job{os.environ['SLURM_JOB_ID']}" if os.environ.get("SLURM_JOB_ID") else ""))
+    path = run / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    while path.exists():  # two validations in one second
+        path = path.with_name(path.name + "-2")
+    os.environ[RUN_DIR_ENV] = str(path)  # Lightning-launched ranks inherit it
+    return path
+
+
+def resolve_checkpoint(cfg: DictConfig) -> Path | None:
+    """The checkpoint to start from, checked to be whole: a truncated file stops here, before a file is written."""
+    if cfg.ckpt_path is None:
+        if cfg.mode == "validate":
+            raise ConfigError("mode=validate needs ckpt_path=PATH (a .ckpt written by gmnae train), "
+                              "or --resume RUN mode=validate for the run's last.ckpt")
+        return None
+    if cfg.ckpt_path == "last":
+        path = Path(cfg.runs_dir) / run_name(cfg) / "checkpoints" / "last.ckpt"
+        if not path.exists():
+            raise GmnaeError(f"no checkpoint to resume at {path}; start the run without ckpt_path=last")
+    else:
+        path = Path(cfg.ckpt_path)
+        if not path.is_file():
+            raise GmnaeError(f"ckpt_path {path} is not a file; pass a .ckpt written by gmnae train")
+    try:  # torch checkpoints are zip files: a whole one has its directory and every member's CRC right
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError) as e:
+        bad = str(e)
+    if bad:
+        raise GmnaeError(f"checkpoint {path} is damaged or truncated ({bad}); resume from another one with "
+                         f"ckpt_path=PATH (e.g. a best-*.ckpt beside it)")
+    return path.resolve()
+
+
+def builds_missing_zoo(cfg: DictConfig, build_zoo: bool) -> bool:
+    """Whether a missing zoo is built here: only when the user asked (`--build-zoo`, which `make train`
+    passes), for a built-in dataset at the zoo path its file names -- a moved or mistyped path, an
+    empty folder elsewhere or a resume from another folder must not start a build of many minutes."""
+    ds = cfg.dataset
+    if not (build_zoo and ds.get("build")) or _external_launch():
+        return False
+    from .config import dataset_file
+
+    return Path(ds.zoo) == Path(dataset_file(cfg.choices.dataset).zoo).absolute()
+
+
+def check_dataset(cfg: DictConfig, build_zoo: bool = False) -> Zoo:
+    """Open the dataset's zoo -- building a missing built-in one only when asked -- and check it against the config."""
     ds = cfg.dataset
     root = Path(ds.zoo)
+    if root.is_file():
+        raise ZooError(f"dataset.zoo {root} is a file, not a zoo folder; point dataset.zoo at the folder "
+                       f"that holds {MANIFEST}")
     if not (root / MANIFEST).exists():
-        if ds.get("build") and build_missing and not _external_launch():
-            from .zoo.forge import build_zoo
+        if builds_missing_zoo(cfg, build_zoo):
+            from .zoo.forge import build_zoo as build
 
             print(f"zoo {root} is missing: building it (gmnae zoo build {ds.build}); interrupted builds resume")
-            build_zoo(ds.build, root)
+            build(ds.build, root)
         elif ds.get("build"):
-            raise ZooError(f"{missing_zoo_hint(root)} (build it before a multi-process launch)")
+            raise ZooError(f"no zoo at {root} (no {MANIFEST}); build it with `gmnae zoo build {ds.build} --out {root}` "
+                           f"(or `make train` for the default path), or point dataset.zoo at your zoo")
         else:
             raise ZooError(missing_zoo_hint(root))
     zoo = Zoo(root)
@@ -224,15 +301,13 @@ def build_datamodule(cfg: DictConfig):
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
 
     from .callbacks import CheckpointOnInterrupt, build_callbacks
+    from .csv_log import AppendingCSVLogger
+    from .quiet import quiet_lightning
 
-    import warnings
-
-    # The datamodule records how far into an epoch a checkpoint was written and skips those batches
-    # on resume (ZooDataModule.state_dict), which Lightning's check of the loader itself cannot see.
-    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    quiet_lightning()  # tips and known-harmless warnings (gmnae/quiet.py)
     # No version counter: there is one last.ckpt, the newest, whatever checkpoint settings a resumed
     # run uses (with it, a resume with other settings writes last-v1.ckpt and last.ckpt goes stale).
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}-{step:06d}",
@@ -247,7 +322,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
     callbacks = [ckpt, *callbacks_steps, CheckpointOnInterrupt(run_dir / "checkpoints" / "last.ckpt"),
                  LearningRateMonitor(logging_interval="step"), *evaluation, *callbacks_extra]
     loggers = [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
-               CSVLogger(save_dir=str(run_dir), name="csv", version="")]
+               AppendingCSVLogger(save_dir=str(run_dir), name="csv", version="")]
     kw = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if v is not None}
     if kw.get("strategy") == "ddp" and kw.get("accelerator") in ("cpu", "auto"):
         import torch
@@ -259,46 +334,70 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
     return L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers, **kw)
 
 
-def prepare(cfg: DictConfig) -> tuple[Path, Zoo]:
-    """Everything that can fail on bad input, before Lightning starts anything."""
-    zoo = check_dataset(cfg)
+def check_checkpoint_fits(model, ckpt: Path) -> None:
+    """Load the checkpoint's weights into the model before Lightning starts: Lightning creates the run's
+    log files before it restores, so a model built with other settings must be refused here."""
+    import torch
+
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+    except Exception as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [repr(e)]
+        detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # torch: header, then causes
+        raise GmnaeError(f"cannot resume from {ckpt} ({detail[:200]}); the run folder is unchanged; "
+                         "use the settings the run was trained with") from e
+
+
+def prepare(cfg: DictConfig, build_zoo: bool = False) -> tuple[Path, Zoo, Path | None]:
+    """Everything that can fail on bad input, before Lightning starts anything or a file is written."""
+    zoo = check_dataset(cfg, build_zoo)
     check_task_data(cfg, zoo)
-    return resolve_run_dir(cfg), zoo
+    ckpt = resolve_checkpoint(cfg)
+    run_dir = resolve_run_dir(cfg, ckpt)
+    check_writable(run_dir, f"run folder {run_dir} (runs_dir={cfg.runs_dir})")
+    return run_dir, zoo, ckpt
 
 
-def train(cfg: DictConfig) -> Path:
+def train(cfg: DictConfig, build_zoo: bool = False) -> Path:
     exported = RUN_DIR_ENV in os.environ
     try:
-        return _train(cfg)
+        return _train(cfg, build_zoo)
     finally:
         if not exported:  # the choice was for this run's processes only
             os.environ.pop(RUN_DIR_ENV, None)
 
 
-def _train(cfg: DictConfig) -> Path:
+def _train(cfg: DictConfig, build_zoo: bool) -> Path:
     import lightning as L
     import torch
 
-    run_dir, zoo = prepare(cfg)
+    from .callbacks import SaveRunConfig
+    from .threads import apply_threads
+
+    devices = cfg.trainer.get("devices", 1)
+    cpu_ranks = devices if cfg.trainer.get("accelerator") == "cpu" and isinstance(devices, int) else 1
+    # the `threads` key, else GMNAE_THREADS / OMP_NUM_THREADS / the CPUs and load, shared by CPU DDP ranks
+    apply_threads(cfg.threads, processes=cpu_ranks)
+    run_dir, zoo, ckpt = prepare(cfg, build_zoo)
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0:
+        print(f"{'validation' if cfg.mode == 'validate' else 'run'} folder: {run_dir}", flush=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     model = build_model(cfg, zoo)
+    if ckpt:
+        check_checkpoint_fits(model, ckpt)
     dm = build_datamodule(cfg)
-    trainer = build_trainer(cfg, run_dir)
-    if trainer.is_global_zero:
-        save_config(cfg, run_dir / "config.yaml")
-    ckpt_path = cfg.ckpt_path
-    if ckpt_path == "last":
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if not last.exists():
-            raise GmnaeError(f"no checkpoint to resume at {last}; start the run without ckpt_path=last")
-        ckpt_path = str(last)
+    # config.yaml is written once the checkpoint has been restored: a resume that fails leaves the run as it was
+    saved = SaveRunConfig(cfg, run_dir / "config.yaml")
+    trainer = build_trainer(cfg, run_dir, (saved,))
+    ckpt_path = str(ckpt) if ckpt else None
     if cfg.mode == "validate":
         metrics = trainer.validate(model, datamodule=dm, ckpt_path=ckpt_path, verbose=False)
         if trainer.is_global_zero:
-            out = run_dir / "validate_metrics.json"
-            out.write_text(json.dumps(metrics[0], indent=2))
+            (run_dir / "validate_metrics.json").write_text(json.dumps(metrics[0], indent=2))
             print(json.dumps(metrics[0]))
+            print(f"validation folder: {run_dir}")
     else:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -309,6 +408,11 @@ def _train(cfg: DictConfig) -> Path:
             trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
         except SIGTERMException:
             raise SystemExit(143) from None  # 128 + SIGTERM: schedulers see the run was stopped
+        except Exception as e:
+            if ckpt and not saved.done:  # Lightning could not restore the checkpoint into this model
+                raise GmnaeError(f"cannot resume from {ckpt} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                                 "the run folder is unchanged; resume with the settings the run was trained with") from e
+            raise
         if cfg.task != "autoencode":
             write_task_results(cfg, trainer, model, dm, run_dir, baselines)
         if trainer.is_global_zero:
@@ -341,14 +445,11 @@ def run(args) -> int:
         if not saved.exists():
             raise ConfigError(f"{saved} does not exist: --resume takes a run folder made by gmnae train")
         base = OmegaConf.load(saved)
-        overrides = [f"run_name={run_dir.name}", f"runs_dir={run_dir.parent}", "ckpt_path=last", *overrides]
-    cfg = load_config(overrides, base=base)
+        # mode=fit: a config saved by an older validation must not turn the resume into one
+        overrides = [f"run_name={run_dir.name}", f"runs_dir={run_dir.parent}", "ckpt_path=last", "mode=fit", *overrides]
+    cfg = load_config(overrides, base=base, base_origin=str(saved) if base is not None else "")
     if args.print_config:
         print(OmegaConf.to_yaml(cfg))
         return 0
-    if cfg.mode not in ("fit", "validate"):
-        raise ConfigError(f"mode={cfg.mode!r}: use fit or validate")
-    if cfg.task not in ("autoencode", "classify", "predict-accuracy"):
-        raise ConfigError(f"task={cfg.task!r}: use autoencode, classify or predict-accuracy")
-    train(cfg)
+    train(cfg, build_zoo=args.build_zoo)
     return 0

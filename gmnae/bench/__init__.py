@@ -14,7 +14,7 @@ import platform
 import time
 from pathlib import Path
 
-SECTIONS = ("forge", "zoo_io", "encoder", "training", "datamodule", "merge", "importer")
+SECTIONS = ("forge", "zoo_io", "encoder", "training", "shared_cpu", "datamodule", "merge", "importer")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "wm-scale: permutations after unit-norm rescaling (ReLU); naive: no alignment (default wm)")
     p.add_argument("--alpha", type=float, default=0.5, help="merged = (1 - alpha) A + alpha align(B) (default 0.5)")
     p.add_argument("--out", required=True, help="where to write the merged state dict (.pt)")
+    p.add_argument("--force", action="store_true", help="allow --out to be one of the inputs (replaces it)")
     p.add_argument("--arch", help="architecture name (siren, mnist-inr, small-cnn-relu, small-cnn-tanh, "
                                   "digits-cnn-relu, digits-cnn-tanh) or a zoo folder")
     p.add_argument("--activation", choices=("sine", "relu", "tanh"),
@@ -213,6 +214,22 @@ def write_curve(path: str, lambdas: torch.Tensor, curves: dict[str, dict[str, to
 
 
 # ---------------------------------------------------------------------------------------------
+def check_outputs(args) -> None:
+    """Before any reading or matching: the files this run writes can be written, and do not replace an input."""
+    from ..errors import check_writable
+
+    for flag, path in (("--out", args.out), ("--curve", args.curve)):
+        if path is None:
+            continue
+        out = Path(path)
+        if out.is_dir():
+            raise GmnaeError(f"{flag} {out} is a folder; pass a file path (e.g. {out / 'merged.pt'})")
+        if out.exists() and not args.force and any(out.resolve() == Path(x).resolve() for x in (args.a, args.b)):
+            raise GmnaeError(f"{flag} {out} is one of the inputs and would be overwritten; pass another path "
+                             "(or --force to replace it)")
+        check_writable(out.parent, f"{flag} {out}")
+
+
 def run(args) -> int:
     from .barriers import barrier
     from .interpolation import lambda_grid, linear_path
@@ -224,6 +241,7 @@ def run(args) -> int:
         raise GmnaeError(f"--curve {args.curve}: write a .csv or a .png file")
     if args.points < 2:
         raise GmnaeError("--points must be at least 2")
+    check_outputs(args)
     sa, sb = load_state_dict(args.a), load_state_dict(args.b)
     check_same_layout(args.a, sa, args.b, sb)
     arch, zoo = resolve_architecture(args, sa)

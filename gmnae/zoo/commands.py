@@ -22,7 +22,13 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_build(args) -> int:
+    from ..errors import GmnaeError
     from .forge import build_zoo
+
+    for flag in ("size", "seeds", "steps", "block_size", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:  # 0 would silently mean "all" (--size) or divide by zero (--block-size)
+            raise GmnaeError(f"--{flag.replace('_', '-')} {value}: must be at least 1 (leave it out for the default)")
 
     out = build_zoo(args.name, args.out, progress=not args.no_progress, threads=args.threads, size=args.size,
                     seeds=args.seeds, steps=args.steps, block_size=args.block_size, seed=args.seed,

@@ -171,6 +171,8 @@ class Zoo:
     def __init__(self, root):
         self.root = Path(root)
         mpath = self.root / MANIFEST
+        if self.root.is_file():
+            raise ZooError(f"{self.root} is a file, not a zoo folder; pass the folder that holds {MANIFEST}")
         if not mpath.exists():
             raise ZooError(missing_zoo_hint(self.root))
         try:
@@ -179,7 +181,15 @@ class Zoo:
             raise ZooError(f"{mpath} is not valid JSON ({e}); rebuild or re-import the zoo") from e
         if self.manifest.get("format") != FORMAT:
             raise ZooError(f"{mpath} has format {self.manifest.get('format')!r}, expected {FORMAT!r}")
-        self.arch = Architecture.from_dict(self.manifest["architecture"])
+        for key in ("architecture", "splits"):
+            if not isinstance(self.manifest.get(key), dict):
+                raise ZooError(f"{mpath} has no {key!r} entry (a zoo manifest names its architecture and splits); "
+                               "rebuild or re-import the zoo")
+        try:
+            self.arch = Architecture.from_dict(self.manifest["architecture"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ZooError(f"{mpath}: its 'architecture' entry cannot be read ({type(e).__name__}: {e}); "
+                           "rebuild or re-import the zoo") from e
 
     @property
     def name(self) -> str:

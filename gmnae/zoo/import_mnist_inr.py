@@ -10,8 +10,12 @@ SIREN 2→32→32→1 with keys `seq.{0,1,2}.{weight,bias}` (PyTorch layout alre
 The folder name gives the label and the image: `idx` is the image's index in MNIST's training or
 test set. Splits: `testing` -> test; `training` -> train / val, with a fixed-seed validation draw of
 `--val-size` INRs (default 1/12 of them: 5,000 of the 60,000, as DWSNets); or, with `--splits`, the
-DWSNets / ScaleGMN splits JSON (`{"train": {"path": [...], "label": [...]}, "val": ..., "test": ...}`),
-whose paths are matched by their `mnist_png_…` folder name, so their prefix does not matter.
+DWSNets / ScaleGMN splits JSON (`{"train": {"path": [...], "label": [...]}, "val": ..., "test": ...}`):
+exactly the files it lists are imported, each found under `--src` by the longest tail of its path
+(so the prefix of the machine it was made on does not matter), whatever its folder is called.
+The autoencoder paper's orbit datasets name their folders `mnist_png_…_{idx}_augmented_{i}`: the
+suffix is accepted with or without a splits file (`augmented` = i in the metadata). Every INR's file,
+relative to `--src`, is recorded as `source`.
 
 With `--images` (a local MNIST copy, see `gmnae.tasks.mnist`), the target images are stored in the
 zoo (`mnist-images.npz`) for the INR loss, every INR's label is checked against its image, and each
@@ -35,7 +39,8 @@ from ..weightspace.architecture import Architecture
 from .format import SPLITS, sha256_file
 from .import_small_cnn_zoo import ResumableImport, fingerprint, progress_bar, summary_line
 
-DIR_RE = re.compile(r"^mnist_png_(training|testing)_(\d+)_(\d+)$")
+# mnist_png_{set}_{label}_{image}, and the orbit datasets' mnist_png_{set}_{label}_{image}_augmented_{i}
+DIR_RE = re.compile(r"^mnist_png_(training|testing)_(\d+)_(\d+)(?:_augmented_(\d+))?$")
 CHECKPOINT = Path("checkpoints") / "model_final.pth"
 SHARD_ROWS = 8192
 BLOCK_ROWS = 1024
@@ -50,8 +55,17 @@ class INR:
     name: str       # mnist_png_training_2_23089
     mnist_set: str  # "train" | "test": the MNIST image set the image comes from
     label: int
-    index: int      # the image's index in that set
+    index: int      # the image's index in that set (-1: a splits file's INR whose folder does not say)
     path: Path
+    augmented: int = -1  # orbit datasets: which transformed copy of the INR (-1: an original)
+
+
+def inr_from_folder(name: str, path: Path) -> INR | None:
+    m = DIR_RE.match(name)
+    if m is None:
+        return None
+    return INR(name, MNIST_SET[m.group(1)], int(m.group(2)), int(m.group(3)), path,
+               int(m.group(4)) if m.group(4) is not None else -1)
 
 
 def find_inrs(src: Path) -> tuple[Path, list[INR]]:
@@ -76,7 +90,7 @@ def find_inrs(src: Path) -> tuple[Path, list[INR]]:
                 if not path.is_file():
                     missing.append(d.name)
                     continue
-                found.append(INR(d.name, MNIST_SET[m.group(1)], int(m.group(2)), int(m.group(3)), path))
+                found.append(inr_from_folder(d.name, path))
         if missing:
             raise GmnaeError(f"{len(missing)} INR folder(s) in {folder} lack {CHECKPOINT} (first: {sorted(missing)[0]}); "
                              "the download is incomplete: unpack it again")
@@ -100,14 +114,29 @@ def split_by_path(inrs: list[INR], val_size: int | None, seed: int) -> tuple[dic
                              "training INRs sorted by image index)", "split_seed": seed, "val_size": n_val}
 
 
-def split_from_json(inrs: list[INR], path: Path) -> tuple[dict[str, list[INR]], dict]:
+def listed_file(src: Path, entry: str) -> Path | None:
+    """The checkpoint a splits-file entry names, under --src: the longest tail of its path that exists
+    there (the file's prefix is the machine it was made on), a folder meaning its checkpoint."""
+    parts = Path(entry).parts
+    keep = 3 if parts[-2:] == CHECKPOINT.parts else 1  # at least the INR folder and its checkpoint
+    for k in range(max(1, len(parts) - keep + 1)):
+        cand = src.joinpath(*parts[k:])
+        if cand.is_dir():
+            cand = cand / CHECKPOINT
+        if cand.is_file():
+            return cand
+    return None
+
+
+def split_from_json(src: Path, path: Path) -> tuple[dict[str, list[INR]], dict]:
+    """Exactly the INRs the splits file lists, whatever their folder names (e.g. the orbit datasets'
+    `…_augmented_{i}`); label and image come from the folder name when it has them, else from the file."""
     try:
         spec = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise GmnaeError(f"cannot read the splits file {path} ({e})") from e
     if not isinstance(spec, dict) or not any(s in spec for s in SPLITS):
         raise GmnaeError(f"{path} is not a DWSNets splits file ({{\"train\": {{\"path\": [...], \"label\": [...]}}, ...}})")
-    by_name = {e.name: e for e in inrs}
     splits, seen, missing = {}, set(), []
     for s in SPLITS:
         if s not in spec:
@@ -117,25 +146,32 @@ def split_from_json(inrs: list[INR], path: Path) -> tuple[dict[str, list[INR]], 
             raise GmnaeError(f"{path}: split {s} has {len(paths)} paths but {len(labels)} labels")
         chosen = []
         for i, p in enumerate(paths):
-            name = next((part for part in reversed(Path(p).parts) if DIR_RE.match(part)), None)
-            if name is None:
-                raise GmnaeError(f"{path}: split {s} entry {i} ({p}) names no mnist_png_… INR folder")
-            if name in seen:
-                raise GmnaeError(f"{path}: INR {name} is listed twice")
-            seen.add(name)
-            if name not in by_name:
-                missing.append(name)
+            file = listed_file(src, str(p))
+            if file is None:
+                missing.append(p)
                 continue
-            e = by_name[name]
-            if labels is not None and int(labels[i]) != e.label:
-                raise GmnaeError(f"{path}: {name} is listed with label {labels[i]}, its folder says {e.label}")
+            if file.resolve() in seen:
+                raise GmnaeError(f"{path}: {p} is listed twice")
+            seen.add(file.resolve())
+            folder = file.parent.parent if file.parent.name == "checkpoints" else file.parent
+            e = inr_from_folder(folder.name, file)
+            if e is None:
+                if labels is None:
+                    raise GmnaeError(f"{path}: split {s} entry {i} ({p}) has no label, and its folder name does "
+                                     "not give one (mnist_png_{set}_{label}_{image}); add a \"label\" list")
+                e = INR(folder.name, "", int(labels[i]), -1, file)
+            elif labels is not None and int(labels[i]) != e.label:
+                raise GmnaeError(f"{path}: {folder.name} is listed with label {labels[i]}, its folder says {e.label}")
             chosen.append(e)
         splits[s] = chosen
     if missing:
-        raise GmnaeError(f"{path} lists {len(missing)} INR(s) that are not in --src (first: {missing[0]}); "
+        raise GmnaeError(f"{path} lists {len(missing)} INR(s) that are not in --src {src} (first: {missing[0]}); "
                          "point --src at the folder the splits file was made for")
-    return splits, {"split": f"from the splits file {Path(path).resolve()}",
-                    "not_in_splits_file": int(len(inrs) - len(seen))}
+    try:
+        unlisted = sum(e.path.resolve() not in seen for e in find_inrs(src)[1])
+    except GmnaeError:  # no folder of mnist_png_… INRs to compare with
+        unlisted = None
+    return splits, {"split": f"from the splits file {Path(path).resolve()}", "not_in_splits_file": unlisted}
 
 
 def load_inr(path: Path, arch: Architecture) -> np.ndarray:
@@ -174,21 +210,28 @@ def import_mnist_inr(src, out=None, images=None, splits=None, name: str = "mnist
 
     t0 = time.perf_counter()
     src = Path(src).expanduser()
-    folder, inrs = find_inrs(src)
     arch = Architecture.siren(name="mnist-inr-siren-2-32-32-1")
-    if splits:
-        parts, split_info = split_from_json(inrs, Path(splits).expanduser())
+    if splits:  # the files it lists, wherever they are below --src
+        if not src.is_dir():
+            raise GmnaeError(f"--src {src} is not a folder; {HINT}")
+        folder = src
+        parts, split_info = split_from_json(src, Path(splits).expanduser())
+        inrs = [e for rows in parts.values() for e in rows]
     else:
+        folder, inrs = find_inrs(src)
         parts, split_info = split_by_path(inrs, val_size, split_seed)
 
     arrays: dict[str, np.ndarray] = {}
     if images is not None:
-        needed = sorted({e.mnist_set for rows in parts.values() for e in rows})
+        needed = sorted({e.mnist_set for rows in parts.values() for e in rows if e.mnist_set})
         for s in needed:
             arrays[f"{s}_images"], arrays[f"{s}_labels"] = mnist.load_mnist(images, s)
         bad = []
         for rows in parts.values():
             for e in rows:
+                if e.index < 0:
+                    raise GmnaeError(f"--images: {e.path} does not say which MNIST image it fits (its folder is not "
+                                     "mnist_png_{set}_{label}_{image}…); import without --images")
                 labels = arrays[f"{e.mnist_set}_labels"]
                 if e.index >= len(labels) or labels[e.index] != e.label:
                     bad.append(e)
@@ -242,7 +285,10 @@ def import_mnist_inr(src, out=None, images=None, splits=None, name: str = "mnist
                     cols = {"label": np.array([e.label for e in sub], np.int64),
                             "image_index": np.array([e.index for e in sub], np.int64),
                             "mnist_set": np.array([e.mnist_set for e in sub], dtype=object),
-                            "path": np.array([f"{e.name}/{CHECKPOINT.as_posix()}" for e in sub], dtype=object)}
+                            "path": np.array([f"{e.name}/{CHECKPOINT.as_posix()}" for e in sub], dtype=object),
+                            # where each INR was read from, relative to --src
+                            "source": np.array([_relative(e.path, folder) for e in sub], dtype=object),
+                            "augmented": np.array([e.augmented for e in sub], np.int64)}
                     cols.update({k: np.concatenate(v) for k, v in fit.items()})
                     return cols
 
@@ -269,6 +315,13 @@ def import_mnist_inr(src, out=None, images=None, splits=None, name: str = "mnist
                        "skipped_nonfinite": int(skipped), "seconds": round(time.perf_counter() - t0, 3)}}
     build.finish(name, arch, task, info, before_manifest=store_images)
     return out
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -112,3 +112,50 @@ def test_callback_under_two_process_ddp_equals_one_process(digits_cnn_zoo, tmp_p
     for r in rows:
         curves = single.curves[r["kind"]][r["method"]][r["metric"]]
         assert float(r["barrier_mean"]) == pytest.approx(float(barrier(curves).mean()), rel=1e-4, abs=1e-6), r
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_evaluate_on_a_gpu_that_is_not_there(eval_run, capsys):
+    assert main(["evaluate", str(eval_run / "checkpoints" / "last.ckpt"), "--device", "gpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--device cuda: this machine has no CUDA GPU" in err and "--device cpu" in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_when_the_zoo_moved(eval_run, tmp_path, capsys):
+    cfg = (eval_run / "config.yaml").read_text()
+    zoo = next(line.split(": ", 1)[1] for line in cfg.splitlines() if line.strip().startswith("zoo: "))
+    (tmp_path / "config.yaml").write_text(cfg.replace(zoo, str(tmp_path / "moved")))
+    args = ["evaluate", str(eval_run / "checkpoints" / "last.ckpt"), "--config", str(tmp_path / "config.yaml"),
+            "--pairs", "2", "--lambdas", "3", "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"the run's zoo {tmp_path / 'moved'}" in err and "pass --zoo DIR" in err and len(err.splitlines()) == 1
+    assert main([*args, "--zoo", zoo]) == 0
+
+
+def test_report_reads_as_a_report(eval_run):
+    """Training curves and the barrier history as figures (not a CSV dump), the pair kinds explained,
+    the reconstruction table with its split and units."""
+    text = (eval_run / "report.html").read_text()
+    for heading in ("Training curves", "Barrier history", "Reconstruction quality on the val split",
+                    "Loss barriers on the val split"):
+        assert f"<h2>{heading}" in text, heading
+    assert 'alt="training curves"' in text and 'alt="barrier history"' in text and "<pre>step,epoch" not in text
+    assert "<b>P</b> permutes hidden neurons" in text and "<b>independent</b>" in text
+    assert "<td>dB</td>" in text
+
+
+def test_no_best_highlight_for_an_autoencoder_worse_than_the_mean_network():
+    from gmnae.evaluation import EvaluationResult
+    from gmnae.report import barrier_table_html
+
+    lam = torch.linspace(0, 1, 5)
+    bump = lambda h: (h * torch.sin(torch.pi * lam)).repeat(3, 1)  # noqa: E731 - barrier h on every pair
+    curves = {"independent": {"naive": {"mse": bump(0.5)}, "wm": {"mse": bump(0.2)}, "ae": {"mse": bump(0.01)}}}
+    good = {"psnr_decoded_vs_original": 20.0, "psnr_baseline_mean_network_vs_original": 10.0}
+    bad = {"psnr_decoded_vs_original": 8.0, "psnr_baseline_mean_network_vs_original": 10.0}
+    table = lambda recon: barrier_table_html(EvaluationResult(lam, curves, {"independent": "mse"},  # noqa: E731
+                                                              {"independent": False}, recon))
+    assert '<th>ae</th><td class="best">' in table(good)
+    assert '<th>wm</th><td class="best">' in table(bad) and '<th>ae</th><td class="best">' not in table(bad)
+    assert "not ranked" in table(bad)

@@ -114,3 +114,19 @@ def test_merge_errors(inr_files, tmp_path, capsys):
     assert "--arch" in _error(capsys, ["merge", A, B, "--arch", "small-cnn-relu"] + out)
     assert ".csv or a .png" in _error(capsys, ["merge", A, B, "--curve", str(d / "c.txt")] + out)
     assert not (d / "m.pt").exists()
+
+
+def test_merge_checks_its_output_path_first(inr_files, capsys):
+    arch, a, b, d = inr_files
+    A, B = str(d / "a.pth"), str(d / "b.pth")
+    (d / "folder").mkdir()
+    assert "--out" in (err := _error(capsys, ["merge", A, B, "--out", str(d / "folder")])) and "is a folder" in err
+    assert "cannot write in /proc" in _error(capsys, ["merge", A, B, "--out", "/proc/gmnae/merged.pt"])
+    (d / "c.csv").mkdir()
+    assert "is a folder" in _error(capsys, ["merge", A, B, "--out", str(d / "m.pt"), "--curve", str(d / "c.csv")])
+    before = (d / "b.pth").read_bytes()
+    err = _error(capsys, ["merge", A, B, "--out", B])
+    assert "is one of the inputs" in err and "--force" in err
+    assert (d / "b.pth").read_bytes() == before
+    assert main(["merge", A, B, "--out", B, "--force"]) == 0  # asked for: replaces B
+    assert (d / "b.pth").read_bytes() != before

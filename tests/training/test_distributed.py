@@ -16,8 +16,11 @@ DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 
 
 def _val_metrics(run_dir, extra):
+    """Metrics of a validation, from the folder of its own it writes beside the run."""
+    before = set(run_dir.glob("validate-*"))
     run_cmd(gmnae_cmd("train", *extra, "mode=validate"))
-    return json.loads((run_dir / "validate_metrics.json").read_text())
+    (folder,) = set(run_dir.glob("validate-*")) - before
+    return json.loads((folder / "validate_metrics.json").read_text())
 
 
 def test_ddp_two_processes_train_and_reduce_like_one(digits_cnn_zoo, tmp_path):

@@ -81,3 +81,22 @@ def test_manifest_rebuilds_architecture(tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["architecture"]["family"] == "siren" and manifest["n_params"] == 1185
     assert Architecture.from_dict(manifest["architecture"]) == Architecture.siren()
+
+
+@pytest.mark.parametrize("damage,says", [(lambda m: m.pop("architecture"), "has no 'architecture' entry"),
+                                         (lambda m: m["architecture"].pop("layers"), "'architecture' entry cannot be read")])
+def test_manifest_without_architecture_is_one_line(tmp_path, capsys, damage, says):
+    _write(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    damage(manifest)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["zoo", "info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "manifest.json" in err and len(err.splitlines()) == 1
+
+
+def test_zoo_path_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "zoo.h5").write_bytes(b"x")
+    assert main(["zoo", "verify", str(tmp_path / "zoo.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "zoo.h5 is a file, not a zoo folder" in err and len(err.splitlines()) == 1

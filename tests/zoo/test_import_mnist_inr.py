@@ -3,6 +3,7 @@ from a local MNIST copy, errors, resume."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections import OrderedDict
 
 import numpy as np
@@ -125,7 +126,7 @@ def test_splits_json(dws, tmp_path):
     spec["test"]["path"].append("data/mnist-inrs/mnist_png_testing_4_9999/checkpoints/model_final.pth")
     spec["test"]["label"].append("4")
     (tmp_path / "bad.json").write_text(json.dumps(spec))
-    with pytest.raises(GmnaeError, match=r"lists 1 INR\(s\) that are not in --src \(first: mnist_png_testing_4_9999\)"):
+    with pytest.raises(GmnaeError, match=r"lists 1 INR\(s\) that are not in --src .*\(first: data/mnist-inrs/mnist_png_testing_4_9999/"):
         import_mnist_inr(src, tmp_path / "z2", splits=tmp_path / "bad.json", progress=False)
 
 
@@ -183,3 +184,32 @@ def test_interrupted_import_resumes(dws, tmp_path):
     for s in fresh.splits:
         assert [x.sha256 for x in zoo.shards(s)] == [x.sha256 for x in fresh.shards(s)]
     assert zoo.task["images_sha256"] == fresh.task["images_sha256"]
+
+
+def test_orbit_dataset_with_augmented_folders_and_splits_file(dws, tmp_path):
+    """The autoencoder paper's orbit sets: `mnist_png_testing_6_3665_augmented_{i}` folders, listed by a
+    splits file with the authors' absolute paths; also folder names that say nothing (label from the file)."""
+    src, inrs, _, _ = dws
+    orbit = tmp_path / "orbit"
+    names = sorted(inrs)[:3]
+    listed = []
+    for n in names:
+        for i in range(2):
+            (orbit / f"{n}_augmented_{i}").mkdir(parents=True)
+            shutil.copytree(src / n / "checkpoints", orbit / f"{n}_augmented_{i}" / "checkpoints")
+            listed.append(f"/home/someone/orbits/{n}_augmented_{i}/checkpoints/model_final.pth")
+    shutil.copytree(src / names[0] / "checkpoints", orbit / "inr-0042" / "checkpoints")
+    spec = {"train": {"path": listed[:4] + ["/data/inr-0042/checkpoints/model_final.pth"],
+                      "label": [n.split("_")[-2] for n in names for _ in range(2)][:4] + [7]},
+            "test": {"path": listed[4:], "label": [names[2].split("_")[-2]] * 2}}
+    (tmp_path / "splits.json").write_text(json.dumps(spec))
+    # without the splits file the _augmented_{i} folders are found too
+    by_path = Zoo(import_mnist_inr(orbit, tmp_path / "by-path", progress=False))
+    assert sum(by_path.count(s) for s in by_path.splits) == 6
+    zoo = Zoo(import_mnist_inr(orbit, tmp_path / "z", splits=tmp_path / "splits.json", progress=False))
+    assert {s: zoo.count(s) for s in zoo.splits} == {"train": 5, "test": 2}
+    meta = zoo.read_meta("train")
+    assert list(meta["source"]) == [p.split("/orbits/")[-1] for p in listed[:4]] + ["inr-0042/checkpoints/model_final.pth"]
+    assert list(meta["augmented"]) == [0, 1, 0, 1, -1] and meta["label"][-1] == 7
+    assert meta["image_index"][0] == int(names[0].split("_")[-1])
+    np.testing.assert_array_equal(zoo.read_params("train")[1], inrs[names[0]])
