@@ -8,9 +8,9 @@ from .verify import verify_zoo
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="built-in zoo: digits-inr or digits-cnn")
+    p.add_argument("name", help="built-in zoo: digits-inr, digits-cnn or mnist5k-cnn")
     p.add_argument("--out", help="zoo folder (default zoo/NAME)")
-    p.add_argument("--size", type=int, help="digits-inr: number of images; digits-cnn: number of networks")
+    p.add_argument("--size", type=int, help="digits-inr: number of images; digits-cnn, mnist5k-cnn: number of networks")
     p.add_argument("--seeds", type=int, help="digits-inr: INRs per image (default 2)")
     p.add_argument("--steps", type=int, help="training steps per network")
     p.add_argument("--block-size", type=int, dest="block_size", help="networks trained together per block")
