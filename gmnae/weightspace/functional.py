@@ -45,6 +45,28 @@ def apply_activation(z: torch.Tensor, act, w0: float = 30.0) -> torch.Tensor:
     return out
 
 
+def activate_channels(x: torch.Tensor, act, channels: int, w0: float = 30.0) -> torch.Tensor:
+    """Activation of B networks' conv outputs in the grouped layout `[N, B*channels, H, W]`.
+
+    Per-network codes are applied to channel slices: one slice per run of equal codes (networks
+    sorted by activation cost one pass), else a `where` over a channel mask. Same values either way.
+    """
+    if isinstance(act, str):
+        return apply_activation(x, act, w0)
+    codes = act.tolist()
+    runs = [0] + [i for i in range(1, len(codes)) if codes[i] != codes[i - 1]] + [len(codes)]
+    if len(runs) == 2:
+        return apply_activation(x, ACTIVATIONS[codes[0]], w0)
+    if len(runs) <= 5:
+        return torch.cat([apply_activation(x[:, a * channels:e * channels], ACTIVATIONS[codes[a]], w0)
+                          for a, e in zip(runs[:-1], runs[1:])], dim=1)
+    per_channel = act.repeat_interleave(channels).view(1, -1, 1, 1)
+    out = torch.zeros_like(x)
+    for code in sorted(set(codes)):
+        out = torch.where(per_channel == code, apply_activation(x, ACTIVATIONS[code], w0), out)
+    return out
+
+
 def network_activation(arch: Architecture, activation=None, batch: int = 0, device=None):
     act = arch.activation if activation is None else activation
     if isinstance(act, str) and act == "mixed":
@@ -82,10 +104,13 @@ def conv_layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, stride: int, p
     return y
 
 
-def cnn_features(arch: Architecture, params: torch.Tensor, images: torch.Tensor, activation=None) -> torch.Tensor:
+def cnn_features(arch: Architecture, params: torch.Tensor, images: torch.Tensor, activation=None,
+                 dropout: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Globally pooled features of the conv stack: `[B, N, C_last]`.
 
     images `[N, C, H, W]` (the same images for every network) or `[B, N, C, H, W]` (own batch each).
+    `dropout`: optional per-network rate `[B]` after every conv layer's activation (training, as Keras'
+    Dropout layers in the Small CNN Zoo), masks drawn from `generator`.
     """
     B = params.shape[0]
     act = network_activation(arch, activation, B, params.device)
@@ -99,21 +124,30 @@ def cnn_features(arch: Architecture, params: torch.Tensor, images: torch.Tensor,
     for spec, (w, b) in zip(arch.layers, layers):
         if spec.kind != "conv":
             break
-        x = conv_layer(x, w, b, spec.stride, spec.padding)
-        x = x.view(N, B, spec.n_out, *x.shape[-2:]).transpose(0, 1)  # [B, N, C, H, W]
-        x = apply_activation(x, act, arch.w0).transpose(0, 1).reshape(N, B * spec.n_out, *x.shape[-2:])
+        x = activate_channels(conv_layer(x, w, b, spec.stride, spec.padding), act, spec.n_out, arch.w0)
+        if dropout is not None:
+            keep = (1.0 - dropout).to(x).repeat_interleave(spec.n_out).view(1, -1, 1, 1)  # per channel of each net
+            # The scaled mask built in place in the noise buffer: three passes over the largest tensors.
+            mask = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device).lt_(keep).div_(keep)
+            x = x * mask
     feats = x.mean(dim=(-2, -1)).view(N, B, -1).transpose(0, 1)  # [B, N, C]
     return feats
 
 
 def cnn_forward(arch: Architecture, params: torch.Tensor, images: torch.Tensor, activation=None,
-                dropout: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                dropout: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                dropout_after: str = "pool") -> torch.Tensor:
     """Logits of B CNNs `[B, N, n_classes]`.
 
-    `dropout`: optional per-network rate `[B]` on the pooled features (training), masks drawn from `generator`.
+    `dropout`: optional per-network rate `[B]` (training), masks drawn from `generator`, applied
+    after the global pool (`dropout_after="pool"`, digits-cnn) or after every conv layer ("conv",
+    the Small CNN Zoo's Keras model).
     """
-    feats = cnn_features(arch, params, images, activation)
-    if dropout is not None:
+    if dropout_after not in ("pool", "conv"):
+        raise ValueError(f"dropout_after must be 'pool' or 'conv', not {dropout_after!r}")
+    conv_dropout = dropout if dropout_after == "conv" else None
+    feats = cnn_features(arch, params, images, activation, dropout=conv_dropout, generator=generator)
+    if dropout is not None and dropout_after == "pool":
         keep = (1.0 - dropout).view(-1, 1, 1).to(feats)
         noise = torch.rand(feats.shape, generator=generator, dtype=feats.dtype).to(feats.device)
         feats = feats * (noise < keep) / keep

@@ -8,7 +8,7 @@ from .verify import verify_zoo
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="built-in zoo: digits-inr, mnist5k-inr or digits-cnn")
+    p.add_argument("name", help="built-in zoo: digits-inr, mnist5k-inr, digits-cnn or mnist5k-cnn")
     p.add_argument("--out", help="zoo folder (default zoo/NAME)")
     p.add_argument("--size", type=int, help="INR zoos: number of images; CNN zoos: number of networks")
     p.add_argument("--seeds", type=int, help="INR zoos: INRs per image (digits-inr 2, mnist5k-inr 1)")

@@ -32,6 +32,7 @@ MAX_SHARD_BYTES = 256 * 2**20
 ZOO_SOURCES = {
     "digits-inr": "gmnae zoo build digits-inr",
     "digits-cnn": "gmnae zoo build digits-cnn",
+    "mnist5k-cnn": "gmnae zoo build mnist5k-cnn",
     "mnist-inr": "gmnae zoo import mnist-inr --src DIR  (the DWSNets MNIST-INR folder you have on disk)",
     "cifar10-cnn": "gmnae zoo import small-cnn-zoo --src DIR --activation relu --name cifar10-cnn",
     "cifar10-cnn-tanh": "gmnae zoo import small-cnn-zoo --src DIR --activation tanh --name cifar10-cnn-tanh",

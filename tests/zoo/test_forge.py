@@ -1,11 +1,25 @@
 """The forge trains real zoos; an interrupted build resumes to exactly the same zoo."""
+import json
+
 import numpy as np
 import pytest
+import torch
 
 from gmnae.cli import main
 from gmnae.errors import GmnaeError
+from gmnae.tasks import mnist5k
+from gmnae.weightspace import build_module
 from gmnae.zoo import Zoo, verify_zoo
 from gmnae.zoo.forge import BuildInterrupted, build_zoo
+
+
+@pytest.fixture(scope="module")
+def mnist5k_cnn_zoo(tmp_path_factory) -> Zoo:
+    """24 CNNs trained briefly on the 5k MNIST digits, the Small CNN Zoo's hyperparameters drawn per network."""
+    out = tmp_path_factory.mktemp("zoos") / "mnist5k-cnn"
+    # One thread: these small grouped convs gain little from two and stall badly on a busy machine.
+    build_zoo("mnist5k-cnn", out, progress=False, threads=1, size=24, steps=150, block_size=24)
+    return Zoo(out)
 
 
 def test_inr_zoo_is_trained_and_split_by_image(digits_inr_zoo):
@@ -29,8 +43,45 @@ def test_cnn_zoo_spreads_accuracy_and_records_hparams(digits_cnn_zoo):
     assert digits_cnn_zoo.arch.activation == "mixed" and digits_cnn_zoo.arch.n_params == 4970
 
 
+def _all_meta(zoo: Zoo) -> dict[str, np.ndarray]:
+    metas = [zoo.read_meta(s) for s in zoo.splits]
+    return {k: np.concatenate([m[k] for m in metas]) for k in metas[0]}
+
+
+def test_mnist5k_cnn_zoo_mirrors_the_small_cnn_zoo(mnist5k_cnn_zoo):
+    zoo = mnist5k_cnn_zoo
+    assert verify_zoo(zoo.root)
+    assert zoo.arch.n_params == 4970 and zoo.arch.activation == "mixed" and tuple(zoo.arch.image_size) == (28, 28)
+    assert all(l.padding == "valid" for l in zoo.arch.layers if l.kind == "conv")  # Keras' default, as the zoo
+    assert zoo.task["name"] == "mnist5k" and (zoo.task["n_train"], zoo.task["n_test"]) == (4000, 1000)
+    recipe = json.loads((zoo.root / "manifest.json").read_text())["recipe"]
+    assert "log-uniform [0.0005, 0.05]" == recipe["hyperparameters"]["lr"] and recipe["sources"]
+    meta = _all_meta(zoo)
+    acc = meta["test_accuracy"]
+    assert acc.max() > 0.6 and acc.min() < 0.3  # a spread, far above chance at the top
+    assert set(meta["activation"].tolist()) == {"relu", "tanh"}
+    assert set(meta["train_fraction"].tolist()) <= {0.1, 0.25, 0.5, 1.0}
+    assert set(meta["optimizer"].tolist()) <= {"adam", "rmsprop", "sgd"}
+    assert ((5e-4 <= meta["lr"]) & (meta["lr"] <= 5e-2)).all() and ((0 <= meta["dropout"]) & (meta["dropout"] <= 0.7)).all()
+    for key in ("l2", "init_std", "initializer", "seed", "test_loss", "train_accuracy", "train_loss"):
+        assert len(meta[key]) == len(acc)
+
+
+def test_mnist5k_cnn_test_accuracy_reproduces_from_the_shard(mnist5k_cnn_zoo):
+    """Each stored network, reloaded as a plain nn.Module, scores exactly its stored held-out accuracy."""
+    x, y = mnist5k.classification_images("test", mnist5k_cnn_zoo.task["split_seed"])
+    for split in mnist5k_cnn_zoo.splits:
+        params = torch.from_numpy(mnist5k_cnn_zoo.read_params(split))
+        meta = mnist5k_cnn_zoo.read_meta(split)
+        for flat, act, stored in zip(params, meta["activation"], meta["test_accuracy"]):
+            with torch.no_grad():
+                hits = (build_module(mnist5k_cnn_zoo.arch, flat, str(act))(x).argmax(-1) == y).sum().item()
+            assert hits == round(stored * len(y))  # the same count of correct digits
+
+
 @pytest.mark.parametrize("name,kw", [("digits-inr", dict(size=12, seeds=2, steps=20, block_size=8)),
-                                     ("digits-cnn", dict(size=20, steps=15, block_size=8))])
+                                     ("digits-cnn", dict(size=20, steps=15, block_size=8)),
+                                     ("mnist5k-cnn", dict(size=6, steps=3, block_size=4, threads=1))])
 def test_interrupted_build_resumes_to_same_zoo(tmp_path, name, kw):
     whole = build_zoo(name, tmp_path / "whole", progress=False, **kw)
     with pytest.raises(BuildInterrupted):
@@ -55,6 +106,9 @@ def test_build_cli_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["zoo", "build", "digits-cnn", "--size", "6", "--out", str(out), "--no-progress"]) == 2
     assert "already holds a finished zoo" in capsys.readouterr().err
     assert main(["zoo", "build", "nope", "--out", str(tmp_path / "n")]) == 2
+    assert main(["zoo", "build", "mnist5k-cnn", "--size", "2", "--steps", "1", "--threads", "1",
+                 "--out", str(tmp_path / "m"), "--no-progress"]) == 0
+    assert "verified" in capsys.readouterr().out
 
 
 def test_mnist5k_inr_zoo_renders_its_digits(tmp_path):
@@ -90,7 +144,9 @@ def test_mnist5k_inr_shared_init_starts_every_network_from_one_draw(tmp_path):
     init = indep.initial_params(indep.init_seeds(np.arange(6)))
     assert not (init[1] == init[0]).all()
     # the published init: zero hidden biases, first layer within +-1/2
-    layers = __import__("gmnae.weightspace", fromlist=["unflatten"]).unflatten(indep.arch, init)
+    from gmnae.weightspace import unflatten
+
+    layers = unflatten(indep.arch, init)
     assert (layers[0][1] == 0).all() and (layers[1][1] == 0).all() and float(layers[0][0].abs().max()) <= 0.5
     with pytest.raises(GmnaeError, match="--init"):
         MNIST5kINRForge(MNIST5kINRConfig(init="nope"))
