@@ -8,7 +8,7 @@ DATASET ?= digits-inr
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train zoo test test-all bench scatter clean
+.PHONY: setup train zoo test test-all bench gpu-check scatter clean
 
 $(BIN)/gmnae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-all: setup
 
 bench: setup
 	$(BIN)/gmnae bench
+
+# Every GPU check in one run (<= 8 min on one GPU); skips with one line where there is no CUDA device.
+gpu-check:
+	bash scripts/gpu_check.sh
 
 # Optional: torch-scatter has no wheels; it builds from source against the installed torch (~6 min on 2 cores).
 scatter: setup
