@@ -4,7 +4,7 @@
     z = model.encode(params, activation)          # invariant latent [B, latent_dim]
     decoded = model.decode(z)                     # [B, P], one canonical representative per orbit
 
-Loss (functional, DESIGN.md §5): INR — MSE of the renderings on the coordinate grid (PSNR too);
+Loss (functional, docs/design.md §5): INR — MSE of the renderings on the coordinate grid (PSNR too);
 CNN — distillation KL (temperature T, × T²) on task images, plus the decoded networks' accuracy.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Functional reconstruction losses (DESIGN.md §5). Never weight-space MSE: the decoder chooses
+"""Functional reconstruction losses (docs/design.md §5). Never weight-space MSE: the decoder chooses
 its own representative of the symmetry orbit, so only the decoded network's *function* is compared.
 
 Both return one value per network `[B]`, so callers can weight, mask (DDP padding) and average.

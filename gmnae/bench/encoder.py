@@ -1,7 +1,7 @@
 """ScaleGMN encoder throughput: `gmnae bench --only encoder` (add `--quick` for a smoke run).
 
 One training step of the encoder alone: forward, backward of a scalar loss on the latent, AdamW step.
-Configurations of the published models (DESIGN.md §4):
+Configurations of the published models (docs/design.md §4):
 
 - `inr`: SIREN 2-32-32-1 (1,185 parameters), batch 128, d = 128, 4 layers, sign symmetry;
 - `cnn`: Small CNN (4,970 parameters), batch 64, d = 256, 4 layers, hetero symmetry (ReLU networks -> scale).

@@ -1,4 +1,4 @@
-"""Merging: Git Re-Basin weight matching, interpolation curves, loss barriers, pair sets (DESIGN.md §6).
+"""Merging: Git Re-Basin weight matching, interpolation curves, loss barriers, pair sets (docs/design.md §6).
 
     from gmnae.merge import match_weights, method_path, linear_path, InrEvaluator, barrier_metrics
     res = match_weights(arch, a, b, "wm-signed")             # batched over pairs [n, P]

@@ -1,4 +1,4 @@
-"""Loss-barrier metrics of interpolation curves (DESIGN.md §6), vectorised over pairs.
+"""Loss-barrier metrics of interpolation curves (docs/design.md §6), vectorised over pairs.
 
 All functions take losses `[..., L]` on a λ grid `[L]` from 0 to 1 (default: the even grid) and
 reduce the last axis:

@@ -1,4 +1,4 @@
-"""Interpolation curves of many pairs at once (DESIGN.md §6).
+"""Interpolation curves of many pairs at once (docs/design.md §6).
 
 A *path* is a tensor `[n_pairs, L, P]` of parameter vectors; an *evaluator* turns it into losses
 `[n_pairs, L]` with the batched functional forward. Any path plugs in: the linear path between

@@ -1,4 +1,4 @@
-"""Git Re-Basin weight matching (Ainsworth et al. 2023), derived from the `Architecture` (DESIGN.md §6).
+"""Git Re-Basin weight matching (Ainsworth et al. 2023), derived from the `Architecture` (docs/design.md §6).
 
     res = match_weights(arch, a, b, method="wm")     # a, b: [n_pairs, P] (or [P]); CPU or GPU tensors
     res.aligned                                       # b moved onto a's units: [n_pairs, P], same function as b

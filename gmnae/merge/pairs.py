@@ -1,4 +1,4 @@
-"""Seeded, reproducible pair sets for merging experiments (DESIGN.md §6).
+"""Seeded, reproducible pair sets for merging experiments (docs/design.md §6).
 
 - Orbit pairs: a network `a` and `b = g·a + σ·ε`, `g` a random symmetry transform (kinds P, D, PD
   for sine/tanh networks; P, S, PS for ReLU ones), `ε` standard Gaussian noise (σ = 0.005 by

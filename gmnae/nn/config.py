@@ -1,6 +1,6 @@
 """Encoder configuration: plain fields, so an OmegaConf yaml can hold it (`OmegaConf.structured(EncoderConfig)`).
 
-Defaults mirror the published ScaleGMN models (DESIGN.md §4): d = 128 (INR) / 256 (CNN), 4 layers,
+Defaults mirror the published ScaleGMN models (docs/design.md §4): d = 128 (INR) / 256 (CNN), 4 layers,
 SiLU, LayerNorm in the MLPs, dropout 0.2, sum aggregation.
 
     EncoderConfig.inr()                      # SIREN zoos: sign symmetry, d = 128

@@ -1,4 +1,4 @@
-"""Graph view of a batch of networks of one architecture (DESIGN.md §4).
+"""Graph view of a batch of networks of one architecture (docs/design.md §4).
 
 Neurons are nodes, weights are edges. Node feature: the neuron's bias (input neurons: the
 constant 1). Edge feature: the weight, `k = arch.max_kernel_numel` values (a conv edge carries its

@@ -5,7 +5,7 @@
     z = enc(params, activation=["relu", "tanh"])  # per-network activations (symmetry="hetero", mixed zoos)
     z = enc(params, path="edge")                  # same parameters, edge-list execution path
 
-The math (DESIGN.md §4). Under a group element, a hidden node's state transforms by its factor `q_i`
+The math (docs/design.md §4). Under a group element, a hidden node's state transforms by its factor `q_i`
 and an edge `j -> i` by `q_i / q_j` (input and output nodes: q = 1). Every block keeps that:
 
 - initial projections are bias-free; learned positional vectors are multiplied into hidden node and

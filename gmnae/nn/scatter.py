@@ -4,7 +4,7 @@
     out = scatter_sum(src, index, dim_size)          # rows of src [E, ...] summed into out [dim_size, ...]
     with scatter_backend("native"): ...              # force a backend (tests, benchmarks)
 
-`torch_scatter` is an optional extra (source build only, DESIGN.md §8); for sums it is no faster than
+`torch_scatter` is an optional extra (source build only, docs/design.md §8); for sums it is no faster than
 `index_add_`, so the native path is the default fallback, not a degraded mode.
 """
 from __future__ import annotations

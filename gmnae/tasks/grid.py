@@ -1,4 +1,4 @@
-"""Coordinate grids for rendering INRs (DESIGN.md §2, MNIST-INR).
+"""Coordinate grids for rendering INRs (docs/design.md §2, MNIST-INR).
 
 The input is (x, y) with x the column and y the row coordinate on [-1, 1], flattened row by row
 (NumPy `meshgrid` default `xy` indexing), so a rendering reshaped to (H, W) is the image upright.

@@ -1,4 +1,4 @@
-"""Architecture descriptions for the two zoo families (DESIGN.md §2).
+"""Architecture descriptions for the two zoo families (docs/design.md §2).
 
 An `Architecture` is a plain, JSON-serialisable description: it is stored in every zoo's
 manifest and rebuilt from it with `Architecture.from_dict`. Everything else (flat layout,

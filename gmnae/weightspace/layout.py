@@ -1,4 +1,4 @@
-"""Flat parameter vectors <-> per-layer tensors (DESIGN.md §2, "Flat layout").
+"""Flat parameter vectors <-> per-layer tensors (docs/design.md §2, "Flat layout").
 
 A batch of B networks is a `[B, P]` tensor. `unflatten` returns views into it (no copies), so
 writing into a layer's weight writes into the flat batch.

@@ -1,4 +1,4 @@
-"""Symmetry actions on batches of networks (DESIGN.md §3).
+"""Symmetry actions on batches of networks (docs/design.md §3).
 
 A group element holds, for each hidden layer l, a permutation `perm[l]` `[B, n_l]` and a
 per-unit factor `scale[l]` `[B, n_l]` (±1 for sign flips, > 0 for ReLU rescaling, 1 for none).
