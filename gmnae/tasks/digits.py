@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .split import fixed_split, split_images
+
 N_IMAGES = 1797
 TEST_FRACTION = 0.25
 
@@ -41,14 +43,9 @@ def inr_targets(size: int = 28) -> torch.Tensor:
 
 def classification_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Fixed train/test image indices for the digits classification task."""
-    perm = np.random.default_rng(seed).permutation(N_IMAGES)
-    n_test = int(round(TEST_FRACTION * N_IMAGES))
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+    return fixed_split(N_IMAGES, TEST_FRACTION, seed)
 
 
 def classification_images(split: str = "train", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(`[N, 1, 8, 8]` in [-1, 1], labels `[N]`) for the train or test part of the task."""
-    train, test = classification_split(seed)
-    idx = {"train": train, "test": test}[split]
-    x = images01()[idx].unsqueeze(1) * 2.0 - 1.0
-    return x, labels()[idx]
+    return split_images(images01(), labels(), split, classification_split(seed))
