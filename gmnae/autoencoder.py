@@ -9,14 +9,13 @@ CNN — distillation KL (temperature T, × T²) on task images, plus the decoded
 """
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torchmetrics import MeanMetric
 
 from .datamodule import Batch
 from .losses import distillation_kl, inr_render_mse
 from .nn.decoder import build_decoder
-from .optim import adamw_with_schedule
+from .module import WeightSpaceModule
 from .tasks.grid import coordinate_grid
 from .weightspace import ACTIVATIONS, Architecture
 
@@ -27,7 +26,7 @@ def resolve_symmetry(symmetry: str, activation: str) -> str:
     return SYMMETRY_OF_ACTIVATION[activation] if symmetry == "auto" else symmetry
 
 
-class WeightSpaceAutoencoder(L.LightningModule):
+class WeightSpaceAutoencoder(WeightSpaceModule):
     def __init__(self, arch: dict, kind: str, encoder: dict, decoder: dict, optim: dict, loss: dict | None = None,
                  task: dict | None = None, data_root: str | None = None, resolution: int = 28,
                  param_stats: tuple | None = None, probe: dict | None = None):
@@ -117,28 +116,8 @@ class WeightSpaceAutoencoder(L.LightningModule):
             self.metrics[f"{stage}_agreement"]((s_pred == t_pred).float().mean(1), valid)
         loss = (per_net * valid).sum() / valid.sum().clamp_min(1.0)
         self.metrics[f"{stage}_loss"](per_net.detach(), valid)
-        on_step = stage == "train"
-        for key, metric in self.metrics.items():
-            if key.startswith(stage):
-                self.log(f"{stage}/{key[len(stage) + 1:]}", metric, on_step=on_step, on_epoch=True,
-                         prog_bar=key.endswith("loss") or key.endswith("psnr"), batch_size=len(batch))
+        self.log_stage_metrics(stage, len(batch), prog_bar=lambda key: key.endswith(("loss", "psnr")))
         return loss
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    # ---- optimisation ---------------------------------------------------------------------
-    def configure_optimizers(self):
-        return adamw_with_schedule(self, self.optim_cfg)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch.to(device, non_blocking=True) if isinstance(batch, Batch) else batch
 
 
 def activation_code_tensor(names: list[str]) -> torch.Tensor:

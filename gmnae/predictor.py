@@ -11,7 +11,6 @@ split at the start of the run and logged beside the encoder's numbers.
 """
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,14 +18,14 @@ from torchmetrics import MeanMetric
 from torchmetrics.regression import KendallRankCorrCoef
 
 from .datamodule import Batch
-from .optim import adamw_with_schedule
+from .module import WeightSpaceModule
 from .weightspace import Architecture
 
 TASKS = ("classify", "predict-accuracy")
 TARGET_KEY = {"classify": "label", "predict-accuracy": "test_accuracy"}
 
 
-class WeightSpacePredictor(L.LightningModule):
+class WeightSpacePredictor(WeightSpaceModule):
     def __init__(self, arch: dict, task: str, encoder: dict, optim: dict, n_classes: int = 10,
                  head_hidden: int = 128, probe: dict | None = None, targets: dict | None = None):
         super().__init__()
@@ -87,25 +86,7 @@ class WeightSpacePredictor(L.LightningModule):
                 self.tau[stage](out[keep].detach(), target[keep])
         loss = (per_net * valid).sum() / valid.sum().clamp_min(1.0)
         self.metrics[f"{stage}_loss"](per_net.detach(), valid)
-        for key, metric in self.metrics.items():
-            if key.startswith(stage):
-                self.log(f"{stage}/{key[len(stage) + 1:]}", metric, on_step=stage == "train", on_epoch=True,
-                         prog_bar=True, batch_size=len(batch))
+        self.log_stage_metrics(stage, len(batch))
         if stage != "train" and self.task == "predict-accuracy":
             self.log(f"{stage}/kendall_tau", self.tau[stage], on_epoch=True, prog_bar=True, batch_size=len(batch))
         return loss
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def configure_optimizers(self):
-        return adamw_with_schedule(self, self.optim_cfg)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch.to(device, non_blocking=True) if isinstance(batch, Batch) else batch
