@@ -70,8 +70,11 @@ def test_sigterm_mid_epoch_then_resume(digits_inr_zoo, tmp_path):
     assert f"interrupted at step {step}" in out  # the checkpoint holds the very step it stopped at
     assert step > 0
     per_epoch = digits_inr_zoo.count("train") // 4
-    done = stopped["ZooDataModule"]["train_batches_done"]  # where in the epoch it stopped: resume skips these
-    assert stopped["epoch"] * per_epoch + done == step and 0 <= done <= per_epoch  # == if it stopped in validation
+    # where it stopped: the epoch resume starts in and the batches of it already done (a stop after an
+    # epoch's last batch -- in its validation or between epochs -- names the next epoch, 0 done)
+    state = stopped["ZooDataModule"]
+    done = state["train_batches_done"]
+    assert state["train_epoch"] * per_epoch + done == step and 0 <= done < per_epoch
     # Resume with other checkpoint settings (last.ckpt every step): last.ckpt still names the newest state.
     proc = run_cmd(gmnae_cmd("train", "--resume", str(run_dir), f"trainer.max_steps={step + 3}",
                              "checkpoint.every_n_train_steps=1"))
