@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..errors import GmnaeError
+from ..weightspace.registry import ACTIVATIONS
 
 METHOD_CHOICES = ("wm", "wm-signed", "wm-scale", "naive")
 MNIST_INR_KEYS = ["seq.0.weight", "seq.0.bias", "seq.1.weight", "seq.1.bias", "seq.2.weight", "seq.2.bias"]
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="architecture name (siren, mnist-inr, small-cnn-relu, small-cnn-tanh, "
                                   "digits-cnn-relu, digits-cnn-tanh, mnist5k-cnn-relu, mnist5k-cnn-tanh) "
                                   "or a zoo folder")
-    p.add_argument("--activation", choices=("sine", "relu", "tanh"),
+    p.add_argument("--activation", choices=ACTIVATIONS,
                    help="the networks' activation, for architectures/zoos that mix activations")
     p.add_argument("--zoo", help="zoo folder whose task data the --curve is evaluated on")
     p.add_argument("--curve", help="write the interpolation curve (naive and --method) to FILE.csv or FILE.png")
