@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from gmnae.autoencoder import resolve_symmetry
-from gmnae.evaluation import baseline_methods
+from gmnae.evaluation import MergeEvaluation, baseline_methods
 from gmnae.merge.matching import check_method, default_method
 from gmnae.merge.pairs import orbit_kinds
 from gmnae.tasks import digits
-from gmnae.weightspace import REGISTRY, build_module, forward, natural_kinds
+from gmnae.weightspace import REGISTRY, apply_element, build_module, forward, natural_kinds
 from gmnae.weightspace.registry import ACTIVATIONS, activation, code_of
 
 NAMES = list(REGISTRY)
@@ -64,3 +64,13 @@ def test_leaky_relu_zoo_is_trained_and_runs_as_modules(digits_leaky_cnn_zoo):
     net = build_module(zoo.arch, params[0])
     assert any(isinstance(m, torch.nn.LeakyReLU) for m in net)
     torch.testing.assert_close(net(x), forward(zoo.arch, params[:1], x)[0], rtol=1e-9, atol=1e-9)
+
+
+def test_leaky_relu_merge_evaluation_pairs(digits_leaky_cnn_zoo):
+    """The evaluation's pair sets come from the row: orbit pairs of the scale group, planted through the spec."""
+    ev = MergeEvaluation(digits_leaky_cnn_zoo, "train", pairs_per_kind=4, noise_std=0.005)
+    assert list(ev.pair_sets) == ["orbit-P", "orbit-S", "orbit-PS", "independent"]
+    ps = ev.pair_sets["orbit-PS"]
+    noise = ps.b - apply_element(ps.arch, ps.a, ps.element)
+    assert abs(noise.std().item() - 0.005) < 0.0005  # b = g·a + σ·ε, nothing else
+    assert torch.all(ps.element.scales[0] > 0) and not torch.all(ps.element.scales[0] == 1)
