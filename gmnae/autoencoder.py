@@ -17,13 +17,13 @@ from .losses import distillation_kl, inr_render_mse
 from .nn.decoder import build_decoder
 from .module import WeightSpaceModule
 from .tasks.grid import coordinate_grid
-from .weightspace import ACTIVATIONS, Architecture
-
-SYMMETRY_OF_ACTIVATION = {"sine": "sign", "tanh": "sign", "relu": "scale", "mixed": "hetero"}
+from .weightspace import Architecture
+from .weightspace.registry import codes_of, encoder_symmetry
 
 
 def resolve_symmetry(symmetry: str, activation: str) -> str:
-    return SYMMETRY_OF_ACTIVATION[activation] if symmetry == "auto" else symmetry
+    """`auto`: the encoder symmetry of the activation's group (registry), `hetero` for mixed zoos."""
+    return encoder_symmetry(activation) if symmetry == "auto" else symmetry
 
 
 class WeightSpaceAutoencoder(WeightSpaceModule):
@@ -121,4 +121,4 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
 
 
 def activation_code_tensor(names: list[str]) -> torch.Tensor:
-    return torch.tensor([ACTIVATIONS.index(a) for a in names], dtype=torch.long)
+    return codes_of(names)

@@ -25,6 +25,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from .errors import ConfigError
+from .weightspace.registry import ACTIVATIONS
 
 
 def setting(default=NO_DEFAULT, *, factory=None, ge=None, gt=None, le=None, lt=None, choices=None, keys=None):
@@ -101,7 +102,7 @@ class DatasetConfig:
     zoo: str = MISSING                  # the zoo folder; saved configs hold it absolute
     architecture: Optional[str] = None  # layer shapes the zoo must have (gmnae.weightspace.named_architecture)
     build: Optional[str] = None         # built-in forge that `make train` / `gmnae zoo build` may run
-    activation: Optional[str] = setting(None, choices=("sine", "relu", "tanh"))
+    activation: Optional[str] = setting(None, choices=ACTIVATIONS)  # the registry's (weightspace/registry.py)
     data_root: Optional[str] = None
     resolution: int = setting(28, ge=1)
 

@@ -4,9 +4,10 @@
     result = ev.run(model)                      # EvaluationResult: curves and barrier summaries
     print(result.table())
 
-Pair kinds (per activation of the zoo): orbit pairs for each transform kind (P/D/PD for sine and
-tanh, P/S/PS for ReLU, plus Gaussian noise) and independent pairs. Methods: `naive`, `wm` and the
-matching variant that fits the activation (`wm-signed`, `wm-scale`), `ae` (interpolate between
+Pair kinds (per activation of the zoo): orbit pairs for each transform kind (the activation's orbit
+kinds in `weightspace.registry`: P/D/PD with sign symmetry, P/S/PS with positive-scale symmetry, plus
+Gaussian noise) and independent pairs. Methods: `naive`, `wm` and the matching variant of the
+activation's group (`wm-signed`, `wm-scale`), `ae` (interpolate between
 decoded endpoints dec(enc(a)), dec(enc(b))) and `ae-latent` (decode (1-λ)z_a + λz_b).
 
 Under DDP, every rank computes its share of the pairs (`rank`/`world_size`), the shares are
@@ -25,15 +26,13 @@ import torch
 from .merge.barriers import barrier_metrics
 from .merge.interpolation import lambda_grid, linear_path, method_path, zoo_evaluator
 from .merge.pairs import PairSet, orbit_kinds, zoo_pairs
-from .weightspace import ACTIVATIONS
-from .weightspace.architecture import HOMOGENEOUS_ACTIVATIONS, ODD_ACTIVATIONS
+from .weightspace.registry import activation as activation_row, code_of
 
 AE_METHODS = ("ae", "ae-latent")
 
 
 def baseline_methods(activation: str) -> tuple[str, ...]:
-    extra = ("wm-signed",) if activation in ODD_ACTIVATIONS else ("wm-scale",) if activation in HOMOGENEOUS_ACTIVATIONS else ()
-    return ("naive", "wm", *extra)
+    return tuple(dict.fromkeys(("naive", "wm", activation_row(activation).matching)))
 
 
 @dataclass
@@ -157,7 +156,7 @@ class MergeEvaluation:
         ev = self._shard_evaluator(kind, idx)
         device, dtype = model.device, next(model.parameters()).dtype
         a, b = ps.a[idx].to(device, dtype), ps.b[idx].to(device, dtype)
-        codes = torch.full((len(idx),), ACTIVATIONS.index(ps.activation), device=device)
+        codes = torch.full((len(idx),), code_of(ps.activation), device=device)
         lam = self.lambdas.to(device, dtype)
         za, zb = model.encode(a, codes), model.encode(b, codes)
         ae_path = linear_path(model.decode(za), model.decode(zb), lam)
@@ -238,7 +237,7 @@ class MergeEvaluation:
             prefix = kind[: -len("independent")]
             device, dtype = model.device, next(model.parameters()).dtype
             a = torch.cat([ps.a, ps.b]).to(device, dtype)
-            codes = torch.full((len(a),), ACTIVATIONS.index(ps.activation), device=device)
+            codes = torch.full((len(a),), code_of(ps.activation), device=device)
             decoded = model.decode(model.encode(a, codes))
             ev = self.evaluator(kind)
             if ps.arch.family == "siren":

@@ -27,6 +27,17 @@ def digits_cnn_zoo(tmp_path_factory) -> Zoo:
     return Zoo(out)
 
 
+@pytest.fixture(scope="session")
+def digits_leaky_cnn_zoo(tmp_path_factory) -> Zoo:
+    """24 trained digits CNNs with LeakyReLU: the activation added by one registry row (weightspace/registry.py)."""
+    from gmnae.cli import main
+
+    out = tmp_path_factory.mktemp("zoos") / "digits-cnn-leaky"
+    assert main(["zoo", "build", "digits-cnn", "--activations", "leaky_relu", "--out", str(out), "--size", "24",
+                 "--steps", "150", "--block-size", "24", "--threads", "1", "--no-progress"]) == 0
+    return Zoo(out)
+
+
 def zoo_params(zoo: Zoo, split: str = "train", activation: str | None = None, limit: int | None = None,
                dtype=torch.float32) -> torch.Tensor:
     """Trained networks of a zoo as a tensor, optionally only those with the given activation."""
@@ -46,6 +57,11 @@ def trained_sirens(digits_inr_zoo):
 def trained_relu_cnns(digits_cnn_zoo):
     return digits_cnn_zoo.arch.with_activation("relu"), zoo_params(digits_cnn_zoo, activation="relu", limit=12,
                                                                     dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def trained_leaky_cnns(digits_leaky_cnn_zoo):
+    return digits_leaky_cnn_zoo.arch, zoo_params(digits_leaky_cnn_zoo, limit=12, dtype=torch.float64)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..errors import GmnaeError
+from ..weightspace.registry import ACTIVATIONS, activations_with
 
 METHOD_CHOICES = ("wm", "wm-signed", "wm-scale", "naive")
 MNIST_INR_KEYS = ["seq.0.weight", "seq.0.bias", "seq.1.weight", "seq.1.bias", "seq.2.weight", "seq.2.bias"]
@@ -35,15 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="state dict of network A (the reference; B is aligned to it)")
     p.add_argument("b", help="state dict of network B (same architecture)")
     p.add_argument("--method", choices=METHOD_CHOICES, default="wm",
-                   help="wm: permutations; wm-signed: signed permutations (sine/tanh); "
-                        "wm-scale: permutations after unit-norm rescaling (ReLU); naive: no alignment (default wm)")
+                   help=f"wm: permutations; wm-signed: signed permutations ({', '.join(activations_with('sign'))}); "
+                        f"wm-scale: permutations after unit-norm rescaling ({', '.join(activations_with('scale'))}); "
+                        "naive: no alignment (default wm)")
     p.add_argument("--alpha", type=float, default=0.5, help="merged = (1 - alpha) A + alpha align(B) (default 0.5)")
     p.add_argument("--out", required=True, help="where to write the merged state dict (.pt)")
     p.add_argument("--force", action="store_true", help="allow --out to be one of the inputs (replaces it)")
     p.add_argument("--arch", help="architecture name (siren, mnist-inr, small-cnn-relu, small-cnn-tanh, "
                                   "digits-cnn-relu, digits-cnn-tanh, mnist5k-cnn-relu, mnist5k-cnn-tanh) "
                                   "or a zoo folder")
-    p.add_argument("--activation", choices=("sine", "relu", "tanh"),
+    p.add_argument("--activation", choices=ACTIVATIONS,
                    help="the networks' activation, for architectures/zoos that mix activations")
     p.add_argument("--zoo", help="zoo folder whose task data the --curve is evaluated on")
     p.add_argument("--curve", help="write the interpolation curve (naive and --method) to FILE.csv or FILE.png")
@@ -133,7 +135,8 @@ def resolve_architecture(args, state: dict):
                              "drop --activation or pick the matching --arch")
         arch = arch.with_activation(args.activation)
     if arch.activation == "mixed":
-        raise GmnaeError(f"{arch.name or 'this zoo'} mixes activations: pass --activation relu|tanh for these networks")
+        raise GmnaeError(f"{arch.name or 'this zoo'} mixes activations: pass --activation NAME for these networks "
+                         f"({'|'.join(ACTIVATIONS)})")
     return arch, zoo
 
 

@@ -1,26 +1,28 @@
-"""Git Re-Basin weight matching (Ainsworth et al. 2023), derived from the `Architecture` (docs/design.md §6).
+"""Git Re-Basin weight matching (Ainsworth et al. 2023), derived from the permutation spec (docs/design.md §6).
 
     res = match_weights(arch, a, b, method="wm")     # a, b: [n_pairs, P] (or [P]); CPU or GPU tensors
     res.aligned                                       # b moved onto a's units: [n_pairs, P], same function as b
     res.element                                       # GroupElement g with apply_element(arch, b, g) == res.aligned
 
-One permutation per hidden layer (conv channels or dense units), identity at start. Each sweep
+One permutation per unit group of the architecture's permutation spec (`weightspace.permutation_spec`:
+one per hidden layer of a chain — conv channels or dense units —, one for layers a residual connection
+ties together; `arch` may be a spec itself), identity at start. Each sweep
 visits the permutations in a random order (seeded; the same order for every pair of a batch) and
 replaces `P_l` by the maximiser of `<C, P>` where
 
     C = A_l B'_l^T  +  a_l b_l^T  +  A_{l+1}^T B'_{l+1}
 
-is summed over every tensor axis `P_l` acts on: the rows of layer l's weight (a conv weight's
+is summed over every tensor axis `P_l` acts on (chain: the rows of layer l's weight (a conv weight's
 input-channel and spatial axes flattened together — spatial axes are never permuted), layer l's
-bias (a rank-1 term) and the columns of layer l+1's weight; `B'` has every *other* permutation
+bias (a rank-1 term) and the columns of layer l+1's weight); `B'` has every *other* permutation
 already applied. A pair stops after a sweep in which no permutation improved its objective, or
 after `max_iter` sweeps.
 
 Methods:
 - `wm`        permutations only (the original algorithm);
-- `wm-signed` odd activations (sine, tanh): assign on |C| and take each unit's sign from the
-              chosen entry, i.e. coordinate ascent over signed permutations;
-- `wm-scale`  ReLU: both networks are first rescaled so that every hidden unit has unit incoming
+- `wm-signed` activations with sign symmetry (odd; `weightspace.registry`): assign on |C| and take
+              each unit's sign from the chosen entry, i.e. coordinate ascent over signed permutations;
+- `wm-scale`  activations with positive-scale symmetry (registry): both networks are first rescaled so that every hidden unit has unit incoming
               norm (weights and bias; the inverse scale goes into the outgoing weights), then
               permutations are matched; the returned element maps b into a's scale frame
               (normalise b, permute, undo a's normalisation), so a planted permutation with
@@ -42,7 +44,7 @@ about 3 solves per SIREN pair at ~37 µs each (32 x 32, lapx) — and the rest o
 costs about as much again; the one-pair reference spends ~1 ms per pair in Python on top.
 
 `weight_matching_reference` is the one-pair-at-a-time algorithm the way the public PyTorch port
-of Git Re-Basin writes it (a permutation spec of named axes, scipy per step); it is the baseline of
+of Git Re-Basin writes it (the spec as named axes, scipy per step); it is the baseline of
 the benchmark and the cross-check of the batched code in the tests.
 """
 from __future__ import annotations
@@ -54,8 +56,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..weightspace.architecture import HOMOGENEOUS_ACTIVATIONS, ODD_ACTIVATIONS, Architecture
-from ..weightspace.layout import unflatten
+from ..weightspace.architecture import Architecture
+from ..weightspace.permutation_spec import PermutationSpec, permutation_spec
+from ..weightspace.registry import MIXED, activation as activation_row, activations_with
 from ..weightspace.symmetry import GroupElement, apply_element, compose, identity_element, invert
 
 METHODS = ("naive", "wm", "wm-signed", "wm-scale")
@@ -74,25 +77,26 @@ class MatchResult:
 # ---------------------------------------------------------------------------------------------
 # Method / activation checks
 # ---------------------------------------------------------------------------------------------
+_GROUP_OF_METHOD = {"wm-signed": ("sign", "flips signs of hidden units"),
+                    "wm-scale": ("scale", "rescales hidden units")}
+
+
 def check_method(method: str, activation: str) -> None:
-    """wm-signed needs an odd activation, wm-scale a positively homogeneous one (else the function changes)."""
+    """wm-signed needs an activation with sign symmetry, wm-scale one with positive-scale symmetry (registry)."""
     if method not in METHODS:
         raise ValueError(f"unknown merge method {method!r}; expected one of {', '.join(METHODS)}")
-    if method == "wm-signed" and activation not in ODD_ACTIVATIONS:
-        raise ValueError(f"wm-signed flips signs of hidden units, which is a symmetry only of odd activations "
-                         f"({', '.join(ODD_ACTIVATIONS)}), not {activation!r}; use wm or wm-scale")
-    if method == "wm-scale" and activation not in HOMOGENEOUS_ACTIVATIONS:
-        raise ValueError(f"wm-scale rescales hidden units, a symmetry only of {', '.join(HOMOGENEOUS_ACTIVATIONS)}, "
-                         f"not {activation!r}; use wm or wm-signed")
+    if method not in _GROUP_OF_METHOD:
+        return
+    group, does = _GROUP_OF_METHOD[method]
+    if activation_row(activation).group_name != group:
+        fits = ", ".join(activations_with(group))
+        others = " or ".join(m for m in ("wm", *_GROUP_OF_METHOD) if m != method)
+        raise ValueError(f"{method} {does}, which is a symmetry only of {fits}, not {activation!r}; use {others}")
 
 
 def default_method(activation: str) -> str:
-    """The largest matching group an activation allows: wm-signed (odd), wm-scale (ReLU), else wm."""
-    if activation in ODD_ACTIVATIONS:
-        return "wm-signed"
-    if activation in HOMOGENEOUS_ACTIVATIONS:
-        return "wm-scale"
-    return "wm"
+    """The largest matching group an activation allows (registry): wm-signed, wm-scale, else wm."""
+    return activation_row(activation).matching
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,82 +321,36 @@ def certify_optimal(cost: torch.Tensor, cols: torch.Tensor, max_rounds: int = 8)
 # ---------------------------------------------------------------------------------------------
 # Batched weight matching
 # ---------------------------------------------------------------------------------------------
-def _layers(arch: Architecture, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer (weight `[n, out, in, k]`, bias `[n, out]`); dense layers have k = 1."""
-    out = []
-    for spec, (w, b) in zip(arch.layers, unflatten(arch, flat)):
-        out.append((w.reshape(w.shape[0], spec.n_out, spec.n_in, spec.kernel_numel), b))
-    return out
-
-
-def _gather(t: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
-    shape = [1] * t.dim()
-    shape[0], shape[dim] = idx.shape
-    return torch.gather(t, dim, idx.view(shape).expand(*t.shape[:dim], idx.shape[1], *t.shape[dim + 1:]))
-
-
-def _unit_view(q: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
-    shape = [1] * t.dim()
-    shape[0], shape[dim] = q.shape
-    return q.view(shape)
-
-
-def unit_normalisation(arch: Architecture, params: torch.Tensor, eps: float = 1e-12) -> GroupElement:
+def unit_normalisation(arch, params: torch.Tensor, eps: float = 1e-12) -> GroupElement:
     """The scaling element that gives every hidden unit unit incoming norm (weights and bias).
 
-    Layer by layer: unit i of layer l gets `q_i = 1 / ||(W_l[i] / q_{l-1}, b_l[i])||`, the inverse of
-    the previous layer's scales already pushed into `W_l`'s input axis. Dead units (zero norm) keep 1.
+    Group by group (feed-forward order): unit i gets `q_i = 1 / ||incoming weights and bias of i||`,
+    measured after the inverse scales of the groups before it are pushed into the axes that read
+    them. Dead units (zero norm) keep 1. `arch`: an Architecture or a PermutationSpec.
     """
-    g = identity_element(arch, params.shape[0], device=params.device, dtype=params.dtype)
-    layers = _layers(arch, params)
-    prev = None
-    for l in range(len(arch.hidden_sizes)):
-        w, b = layers[l]
-        if prev is not None:
-            w = w / _unit_view(prev, w, 2)
-        norm = torch.sqrt(w.pow(2).sum(dim=(2, 3)) + b.pow(2))
-        q = torch.where(norm > eps, 1.0 / norm.clamp_min(eps), torch.ones_like(norm))
-        g.scales[l] = q
-        prev = q
+    spec = permutation_spec(arch)
+    g = identity_element(spec, params.shape[0], device=params.device, dtype=params.dtype)
+    tensors = spec.unflatten(params)
+    n = params.shape[0]
+    for k, group in enumerate(spec.groups):
+        sq = None
+        for ax in group.axes:
+            if not ax.incoming:
+                continue
+            x = tensors[ax.tensor]
+            for axis, j, incoming in spec.tensor_axes(ax.tensor):
+                if j < k and axis != ax.axis:  # earlier groups' factors, already decided
+                    q = g.scales[j].view([n if i == 0 else (-1 if i == axis + 1 else 1) for i in range(x.dim())])
+                    x = x * q if incoming else x / q
+            part = x.movedim(ax.axis + 1, 1).reshape(n, group.size, -1).pow(2).sum(2)
+            sq = part if sq is None else sq + part
+        norm = torch.sqrt(sq)
+        g.scales[k] = torch.where(norm > eps, 1.0 / norm.clamp_min(eps), torch.ones_like(norm))
     return g
 
 
-def transform(arch: Architecture, params: torch.Tensor, g: GroupElement) -> torch.Tensor:
-    """`apply_element` (weightspace.symmetry) computed with row gathers (index_select): same result, faster.
-
-    New unit i of hidden layer l is old unit perm[i] times scale[i]; its outgoing weights are divided
-    by the scale. Scale-only elements (identity permutations) skip the gathers.
-    """
-    n = params.shape[0]
-    H = len(arch.hidden_sizes)
-    out = []
-    for l, (spec, (w, b)) in enumerate(zip(arch.layers, _layers(arch, params))):
-        if l < H:  # rows: this layer's units
-            p, q = g.perms[l].to(params.device), g.scales[l].to(params.device, params.dtype)
-            if not _is_identity(p):
-                flat = (torch.arange(n, device=params.device).unsqueeze(1) * spec.n_out + p).reshape(-1)
-                w = w.reshape(n * spec.n_out, -1).index_select(0, flat).view_as(w)
-                b = b.reshape(-1).index_select(0, flat).view_as(b)
-            if not _is_one(q):
-                w, b = w * q.view(n, -1, 1, 1), b * q
-        if l > 0:  # columns: the previous layer's units
-            p, q = g.perms[l - 1].to(params.device), g.scales[l - 1].to(params.device, params.dtype)
-            if not _is_identity(p):
-                t = w.transpose(1, 2).contiguous()  # [n, in, out, k]
-                flat = (torch.arange(n, device=params.device).unsqueeze(1) * spec.n_in + p).reshape(-1)
-                w = t.reshape(n * spec.n_in, -1).index_select(0, flat).view_as(t).transpose(1, 2)
-            if not _is_one(q):
-                w = w / q.view(n, 1, -1, 1)
-        out += [w.reshape(n, -1), b]
-    return torch.cat(out, dim=1)
-
-
-def _is_one(q: torch.Tensor) -> bool:
-    return bool((q == 1).all())
-
-
-def _is_identity(perm: torch.Tensor) -> bool:
-    return bool((perm == torch.arange(perm.shape[1], device=perm.device)).all())
+# The group action: one implementation, in weightspace.symmetry (this name stays for callers of merge).
+transform = apply_element
 
 
 @contextmanager
@@ -452,7 +410,7 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
             parts = [one(s) for s in starts]
         else:
             if solver == "auto":  # choose once, before the threads race to
-                for h in set(arch.hidden_sizes):
+                for h in set(permutation_spec(arch).sizes):
                     choose_solver(h, False, 1)
             from concurrent.futures import ThreadPoolExecutor
 
@@ -478,41 +436,63 @@ def _cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Tensor], k: int):
+    """The terms of group k's cost `C_k = sum over its axes of A_t(axis) B'_t(axis)^T`, laid out so that every
+    other group's permutation is a row gather (index_select) followed by one bmm:
+
+    a tensor axis the group acts on becomes A `[n, h_k, (o, rest)]` @ B rows (o) `[n, o, rest, h_k]`, with `o`
+    the tensor's other permuted axis (or its first other axis) first; a bias is a rank-1 term (A, B `[n, h_k]`).
+    Returns [(A, B, other group or None)].
+    """
+    n, h = A[0].shape[0], spec.groups[k].size
+    terms = []
+    for ax in spec.groups[k].axes:
+        t, a = ax.tensor, ax.axis
+        others = [x for x in range(len(spec.shapes[t])) if x != a]
+        if not others:
+            terms.append((A[t], Bt[t], None))
+            continue
+        permuted = [(x, j) for x, j, _ in spec.tensor_axes(t) if x != a]
+        if len(permuted) > 1:
+            raise ValueError(f"{spec.names[t]}: weight matching handles tensors with at most two permuted axes")
+        o, j = permuted[0] if permuted else (others[0], None)
+        order = [o] + [x for x in others if x != o]
+        a_term = A[t].permute(0, a + 1, *[x + 1 for x in order]).reshape(n, h, -1)
+        b_term = Bt[t].permute(0, *[x + 1 for x in order], a + 1).contiguous()
+        terms.append((a_term, b_term.reshape(n, spec.shapes[t][o], -1, h), j))
+    return terms
+
+
 def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_certified, threads,
                    certify_rounds) -> MatchResult:
-    act = activation or arch.activation
+    spec = permutation_spec(arch)
+    act = activation or getattr(arch, "activation", None)
     if method in ("wm-signed", "wm-scale"):
-        if act == "mixed":
-            raise ValueError(f"{method} depends on the activation: pass activation= for a mixed-activation architecture")
+        if act in (MIXED, None):
+            raise ValueError(f"{method} depends on the activation: pass activation= for a mixed-activation "
+                             "architecture or a permutation spec")
         check_method(method, act)
     elif method not in METHODS:
         check_method(method, act)
     n = a.shape[0]
     dev, dtype = a.device, a.dtype
-    if method == "naive" or not arch.hidden_sizes:
-        g = identity_element(arch, n, device=dev, dtype=dtype)
+    if method == "naive" or not spec.groups:
+        g = identity_element(spec, n, device=dev, dtype=dtype)
         return MatchResult(b.clone(), g, (a * b).sum(-1), torch.zeros(n, dtype=torch.long), "none")
 
     norm_a = norm_b = None
     a_m, b_m = a, b
     if method == "wm-scale":
-        norm_a, norm_b = unit_normalisation(arch, a), unit_normalisation(arch, b)
-        a_m, b_m = transform(arch, a, norm_a), transform(arch, b, norm_b)
+        norm_a, norm_b = unit_normalisation(spec, a), unit_normalisation(spec, b)
+        a_m, b_m = apply_element(spec, a, norm_a), apply_element(spec, b, norm_b)
     signed = method == "wm-signed"
 
-    A, Bl = _layers(arch, a_m), _layers(arch, b_m)
-    H = len(arch.hidden_sizes)
-    perms = [torch.arange(h, device=dev).expand(n, h).clone() for h in arch.hidden_sizes]
-    signs = [torch.ones(n, h, device=dev, dtype=dtype) for h in arch.hidden_sizes]
-    # Layouts chosen so that every permutation is a row gather (index_select) followed by one bmm:
-    #   term 1 of layer l:  A_l as [n, h_l, (in,k)]   @  B_l as rows (in), [n, (in,k), h_l]
-    #   term 3 of layer l:  A_{l+1} as [n, h_l, (out,k)]  @  B_{l+1} as rows (out), [n, (out,k), h_l]
-    A1 = [A[l][0].reshape(n, arch.hidden_sizes[l], -1) for l in range(H)]
-    A3 = [A[l + 1][0].permute(0, 2, 1, 3).reshape(n, arch.hidden_sizes[l], -1) for l in range(H)]
-    Ab = [A[l][1] for l in range(H)]
-    B1 = [Bl[l][0].permute(0, 2, 3, 1).contiguous() for l in range(H)]          # [n, in, k, h_l]
-    B3 = [Bl[l + 1][0].permute(0, 1, 3, 2).contiguous() for l in range(H)]      # [n, out, k, h_l]
-    Bb = [Bl[l][1] for l in range(H)]
+    H = len(spec.groups)
+    perms = [torch.arange(h, device=dev).expand(n, h).clone() for h in spec.sizes]
+    signs = [torch.ones(n, h, device=dev, dtype=dtype) for h in spec.sizes]
+    A, Bt = spec.unflatten(a_m), spec.unflatten(b_m)
+    terms = [_cost_terms(spec, A, Bt, k) for k in range(H)]
+    neighbours = [spec.neighbours(k) for k in range(H)]
 
     def rows(t: torch.Tensor, idx: torch.Tensor, perm: torch.Tensor | None, sign: torch.Tensor | None):
         """t [n, r, k, h] -> pairs idx with axis r gathered by perm [n, r] and multiplied by sign: [m, r*k, h]."""
@@ -530,12 +510,16 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
         return t if idx.numel() == n else t.index_select(0, idx)
 
     def cost(l: int, idx: torch.Tensor) -> torch.Tensor:
-        """C for hidden layer l, for the pairs `idx`: [m, h_l, h_l]."""
-        p_in, s_in = (perms[l - 1], signs[l - 1]) if l > 0 else (None, None)
-        c = torch.bmm(pick(A1[l], idx), rows(B1[l], idx, p_in, s_in))
-        c.add_(pick(Ab[l], idx).unsqueeze(2) * pick(Bb[l], idx).unsqueeze(1))
-        p_out, s_out = (perms[l + 1], signs[l + 1]) if l + 1 < H else (None, None)
-        return c.baddbmm_(pick(A3[l], idx), rows(B3[l], idx, p_out, s_out))
+        """C for unit group l, for the pairs `idx`: [m, h_l, h_l]."""
+        c = None
+        for a_t, b_t, j in terms[l]:
+            if b_t.dim() == 2:  # a bias: rank-1 term
+                c = (pick(a_t, idx).unsqueeze(2) * pick(b_t, idx).unsqueeze(1) if c is None
+                     else c.add_(pick(a_t, idx).unsqueeze(2) * pick(b_t, idx).unsqueeze(1)))
+                continue
+            b_rows = rows(b_t, idx, perms[j] if j is not None else None, signs[j] if j is not None else None)
+            c = torch.bmm(pick(a_t, idx), b_rows) if c is None else c.baddbmm_(pick(a_t, idx), b_rows)
+        return c
 
     gen = torch.Generator().manual_seed(seed)
     active = torch.ones(n, dtype=torch.bool, device=dev)
@@ -585,15 +569,14 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
             signs[l][sel] = new_sign
             stale[l, sel] = False
             solved[l] = True
-            for nb in (l - 1, l + 1):
-                if 0 <= nb < H:
-                    stale[nb, sel] |= changed
+            for nb in neighbours[l]:
+                stale[nb, sel] |= changed
         active[idx] = progress[idx]
 
     g = GroupElement([p.clone() for p in perms], [s.clone() for s in signs])
     if method == "wm-scale":
         g = compose(compose(norm_b, g), invert(norm_a))
-    aligned = transform(arch, b, g)
+    aligned = apply_element(spec, b, g)
     objective = (a * aligned).sum(-1)
     return MatchResult(aligned, g, objective, sweeps.cpu(), chosen or "certified")
 
@@ -606,35 +589,30 @@ def align(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: str = "w
 # ---------------------------------------------------------------------------------------------
 # One pair at a time, the way the public PyTorch port of Git Re-Basin does it (reference, baseline)
 # ---------------------------------------------------------------------------------------------
-def permutation_spec(arch: Architecture) -> tuple[dict[str, tuple], dict[str, list[tuple[str, int]]]]:
-    """Git Re-Basin's PermutationSpec derived from the architecture: (axes_to_perm, perm_to_axes)."""
-    axes_to_perm: dict[str, tuple] = {}
-    H = len(arch.hidden_sizes)
-    for i, spec in enumerate(arch.layers):
-        p_out = f"P_{i}" if i < H else None
-        p_in = f"P_{i - 1}" if i > 0 else None
-        spatial = (None, None) if spec.kind == "conv" else ()
-        axes_to_perm[f"layers.{i}.weight"] = (p_out, p_in, *spatial)
-        axes_to_perm[f"layers.{i}.bias"] = (p_out,)
+def reference_axes(arch) -> tuple[dict[str, tuple], dict[str, list[tuple[str, int]]]]:
+    """The permutation spec in Git Re-Basin's form: (axes_to_perm, perm_to_axes) with groups named "P_k"."""
+    spec = permutation_spec(arch)
+    axes_to_perm = {name: tuple(None for _ in shape) for name, shape in zip(spec.names, spec.shapes)}
     perm_to_axes: dict[str, list[tuple[str, int]]] = {}
-    for wk, axes in axes_to_perm.items():
-        for axis, p in enumerate(axes):
-            if p is not None:
-                perm_to_axes.setdefault(p, []).append((wk, axis))
+    for k, group in enumerate(spec.groups):
+        for ax in group.axes:
+            name = spec.names[ax.tensor]
+            axes = list(axes_to_perm[name])
+            axes[ax.axis] = f"P_{k}"
+            axes_to_perm[name] = tuple(axes)
+            perm_to_axes.setdefault(f"P_{k}", []).append((name, ax.axis))
     return axes_to_perm, perm_to_axes
 
 
-def weight_matching_reference(arch: Architecture, a: torch.Tensor, b: torch.Tensor, max_iter: int = 100,
+def weight_matching_reference(arch, a: torch.Tensor, b: torch.Tensor, max_iter: int = 100,
                               seed: int = 0) -> dict[str, torch.Tensor]:
-    """One pair `[P]`, scipy per step: returns {"P_l": perm}. `apply_element` with these perms aligns b."""
+    """One pair `[P]`, scipy per step: returns {"P_k": perm}. `apply_element` with these perms aligns b."""
     from scipy.optimize import linear_sum_assignment
 
-    axes_to_perm, perm_to_axes = permutation_spec(arch)
-    names = [k for k, _ in arch.param_shapes]
-    params_a = {k: w for k, wb in zip(names[::2], unflatten(arch, a)) for k, w in ((k, wb[0]),)}
-    params_a.update({k: wb[1] for k, wb in zip(names[1::2], unflatten(arch, a))})
-    params_b = {k: wb[0] for k, wb in zip(names[::2], unflatten(arch, b))}
-    params_b.update({k: wb[1] for k, wb in zip(names[1::2], unflatten(arch, b))})
+    spec = permutation_spec(arch)
+    axes_to_perm, perm_to_axes = reference_axes(spec)
+    params_a = dict(zip(spec.names, (t[0] for t in spec.unflatten(a.unsqueeze(0)))))
+    params_b = dict(zip(spec.names, (t[0] for t in spec.unflatten(b.unsqueeze(0)))))
     perm_sizes = {p: params_a[axes[0][0]].shape[axes[0][1]] for p, axes in perm_to_axes.items()}
     perm = {p: torch.arange(n) for p, n in perm_sizes.items()}
     perm_names = list(perm)
@@ -671,8 +649,8 @@ def weight_matching_reference(arch: Architecture, a: torch.Tensor, b: torch.Tens
     return perm
 
 
-def reference_element(arch: Architecture, perm: dict[str, torch.Tensor], dtype=torch.float32) -> GroupElement:
+def reference_element(arch, perm: dict[str, torch.Tensor], dtype=torch.float32) -> GroupElement:
     """The GroupElement of a reference result (one pair)."""
-    H = len(arch.hidden_sizes)
-    return GroupElement([perm[f"P_{l}"].long().unsqueeze(0) for l in range(H)],
-                        [torch.ones(1, h, dtype=dtype) for h in arch.hidden_sizes])
+    sizes = permutation_spec(arch).sizes
+    return GroupElement([perm[f"P_{k}"].long().unsqueeze(0) for k in range(len(sizes))],
+                        [torch.ones(1, h, dtype=dtype) for h in sizes])

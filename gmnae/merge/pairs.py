@@ -1,7 +1,8 @@
 """Seeded, reproducible pair sets for merging experiments (docs/design.md §6).
 
-- Orbit pairs: a network `a` and `b = g·a + σ·ε`, `g` a random symmetry transform (kinds P, D, PD
-  for sine/tanh networks; P, S, PS for ReLU ones), `ε` standard Gaussian noise (σ = 0.005 by
+- Orbit pairs: a network `a` and `b = g·a + σ·ε`, `g` a random symmetry transform (the activation's
+  orbit kinds in `weightspace.registry`: P, D, PD with sign symmetry, P, S, PS with positive-scale
+  symmetry), acting on the unit groups of the permutation spec, `ε` standard Gaussian noise (σ = 0.005 by
   default, the paper's protocol). Weight matching should bring `b` back onto `a`.
 - Independent pairs: two networks trained separately on the same task — for INR zoos two INRs of
   the same image from different seeds (`image_index` metadata), for CNN zoos two networks of the
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from ..weightspace.architecture import Architecture
+from ..weightspace.registry import activation as activation_row
 from ..weightspace.symmetry import GroupElement, apply_element, random_element
 
 DEFAULT_SIGMA = 0.005
@@ -46,12 +48,8 @@ class PairSet:
 
 
 def orbit_kinds(activation: str) -> tuple[str, ...]:
-    """The orbit pair kinds of an activation: P, D, PD (odd) or P, S, PS (ReLU)."""
-    if activation in ("sine", "tanh"):
-        return ("P", "D", "PD")
-    if activation == "relu":
-        return ("P", "S", "PS")
-    return ("P",)
+    """The orbit pair kinds of an activation (registry): P, D, PD (sign symmetry) or P, S, PS (scale)."""
+    return activation_row(activation).orbit_kinds
 
 
 def _rng(seed: int, *salt) -> np.random.Generator:

@@ -3,9 +3,10 @@
     .venv/bin/python -m gmnae.merge.study --zoo zoo/digits-inr --zoo zoo/digits-cnn --split test \\
         --pairs 100 --out results/merge-study
 
-For every zoo, every activation in it, and every pair kind (orbit pairs P/D/PD for sine and tanh,
-P/S/PS for ReLU, with Gaussian noise σ; independent pairs), the interpolation curves of `naive`,
-`wm` and the activation's variant (`wm-signed` for sine/tanh, `wm-scale` for ReLU) on 25 λ points,
+For every zoo, every activation in it, and every pair kind (the activation's orbit kinds from
+`weightspace.registry` — P/D/PD with sign symmetry, P/S/PS with positive-scale symmetry — with
+Gaussian noise σ; independent pairs), the interpolation curves of `naive`, `wm` and the activation's
+matching variant (registry: `wm-signed`, `wm-scale`) on 25 λ points,
 and the barrier (max − mean of endpoints) on the task loss: INR — MSE of the rendering against the
 target image (against the first endpoint's rendering when the zoo has no targets); CNN —
 cross-entropy on the held-out task images (the accuracy barrier, mean(endpoints) − min, is

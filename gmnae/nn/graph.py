@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import torch
 
-from gmnae.weightspace import Architecture, unflatten
+from gmnae.weightspace import Architecture, permutation_spec, unflatten
 
 INPUT, HIDDEN, OUTPUT = 0, 1, 2  # node kinds
 
@@ -96,6 +96,10 @@ class GraphLayout:
 def graph_layout(arch: Architecture) -> GraphLayout:
     widths = arch.layer_widths
     L = len(widths) - 1
+    # Hidden node types come from the permutation spec: nodes one permutation moves share a type (so the
+    # positional embeddings keep the encoder invariant); the units of node layer l are weight l-1's rows.
+    spec = permutation_spec(arch)
+    hidden_type = {l: spec.group_of_axis(2 * (l - 1), 0) for l in range(1, L)}
     node_offsets = [0]
     for n in widths:
         node_offsets.append(node_offsets[-1] + n)
@@ -111,7 +115,7 @@ def graph_layout(arch: Architecture) -> GraphLayout:
                 ntype.append(widths[0] + (L - 1) + v)
             else:
                 kind.append(HIDDEN)
-                ntype.append(widths[0] + l - 1)
+                ntype.append(widths[0] + hidden_type[l])
     edge_offsets, etype, src, dst = [0], [], [], []
     for l in range(1, L + 1):
         n_in, n_out = widths[l - 1], widths[l]

@@ -2,7 +2,7 @@
 
     enc = ScaleGMNEncoder(arch, EncoderConfig.inr())
     z = enc(params)                                # [B, latent_dim]
-    z = enc(params, activation=["relu", "tanh"])  # per-network activations (symmetry="hetero", mixed zoos)
+    z = enc(params, activation=zoo.activations(split))  # per-network activations (symmetry="hetero", mixed zoos)
     z = enc(params, path="edge")                  # same parameters, edge-list execution path
 
 The math (docs/design.md §4). Under a group element, a hidden node's state transforms by its factor `q_i`
@@ -13,7 +13,7 @@ and an edge `j -> i` by `q_i / q_j` (input and output nodes: q = 1). Every block
 - `canon` is folded into the first layer of every invariant MLP ("gate"): the layer sees `r·Wz` with
   `r = 1/sqrt(|z|^2 + eps^2)` for positive scaling (so it sees `W z/|z|`), and is symmetrised,
   `act(y + b) + act(-y + b)` with `y` odd in z, for sign flips (that is `rho(z) + rho(-z)`);
-  `hetero` picks per network: ReLU -> scale, sine/tanh -> sign;
+  `hetero` picks per network the group of its activation (`weightspace.registry`): scale or sign;
 - equivariant blocks `f(z) = (A z) ⊙ g(canon z)` with `A` bias-free: `f(q z) = q f(z)`;
 - forward message `m_ij = z ⊙ g(canon z)`, `z = (E e_ij) ⊙ (V x_j)` (transforms like q_i), summed at i
   (`f_msg` with its linear map A moved behind the sum, where it merges into the update -- see EdgeMessage);
@@ -44,15 +44,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmnae.weightspace import Architecture
-from gmnae.weightspace.architecture import ACTIVATIONS as NET_ACTIVATIONS
 from gmnae.weightspace.functional import activation_codes
+from gmnae.weightspace.registry import MIXED, activation as activation_row, group_masks
 
 from .config import EncoderConfig
 from .graph import DenseGraph, EdgeListGraph, GraphLayout, dense_graph, edge_list_graph, graph_layout
 from .scatter import scatter_sum
 
-_ACT = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
-_RELU = NET_ACTIVATIONS.index("relu")
+_ACT = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}  # the encoder's own MLPs
 
 
 def _sumsq(z: torch.Tensor) -> torch.Tensor:
@@ -549,24 +548,23 @@ class ScaleGMNEncoder(nn.Module):
             return Canon(-1.0, None, eps)
         if mode == "scale":
             return Canon(None, True, eps)
+        # hetero: each network's group from the registry (scale -> normalise, sign -> symmetrise, none -> neither)
         act = self.arch.activation if activation is None else activation
         if isinstance(act, str):
-            if act == "mixed":
+            if act == MIXED:
                 raise ValueError("symmetry='hetero' on a mixed-activation zoo: pass each network's activation "
                                  "(enc(params, activation=zoo.activations(split)))")
-            self.arch.check_activation(act)
-            return Canon(1.0, True, eps) if act == "relu" else Canon(-1.0, None, eps)
+            group = activation_row(act).group_name
+            return Canon(-1.0 if group == "sign" else 1.0, True if group == "scale" else None, eps)
         codes = activation_codes(act, params.shape[0], params.device)
         if codes.numel() != params.shape[0]:
             raise ValueError(f"{codes.numel()} activations for {params.shape[0]} networks")
-        relu = codes == _RELU
-        n_relu = int(relu.sum())
-        if n_relu == relu.numel():
-            return Canon(1.0, True, eps)
-        if n_relu == 0:
-            return Canon(-1.0, None, eps)
-        sgn = torch.where(relu, 1.0, -1.0).to(params.dtype)
-        return Canon(sgn, relu, eps)
+        sign, scale = group_masks(codes)
+        n_scale, n_sign = int(scale.sum()), int(sign.sum())
+        nrm = True if n_scale == scale.numel() else None if n_scale == 0 else scale
+        if n_sign == sign.numel() or n_sign == 0:
+            return Canon(-1.0 if n_sign else 1.0, nrm, eps)
+        return Canon(torch.where(sign, -1.0, 1.0).to(params.dtype), nrm, eps)
 
     # ---- forward ----------------------------------------------------------------------------
     def forward(self, params: torch.Tensor, activation=None, *, path: str | None = None) -> torch.Tensor:

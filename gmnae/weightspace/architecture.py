@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from math import prod
 
-ACTIVATIONS = ("sine", "relu", "tanh")
-# Activations for which sign flips of hidden units are symmetries (odd functions).
-ODD_ACTIVATIONS = ("sine", "tanh")
-# Activations for which positive rescaling of hidden units is a symmetry.
-HOMOGENEOUS_ACTIVATIONS = ("relu",)
+from .registry import ACTIVATIONS, activation as _activation, activations_with
+
+# What each activation means lives in the registry (weightspace/registry.py); these are views of it.
+ODD_ACTIVATIONS = activations_with("sign")           # sign flips of hidden units are symmetries
+HOMOGENEOUS_ACTIVATIONS = activations_with("scale")  # positive rescaling of hidden units is a symmetry
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class LayerSpec:
 class Architecture:
     """A feed-forward network family: SIREN MLP or small CNN (conv stack, global average pool, dense head).
 
-    `activation` follows every layer but the last. It is one of ACTIVATIONS, or "mixed" for zoos
+    `activation` follows every layer but the last. It is one of ACTIVATIONS (weightspace/registry.py), or "mixed" for zoos
     whose networks differ in activation (then each network's activation travels with it).
     """
 
@@ -131,8 +131,7 @@ class Architecture:
         return Architecture.from_dict(d)
 
     def check_activation(self, activation: str) -> None:
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+        _activation(activation)  # ValueError naming the known ones
 
     # ---- (de)serialisation --------------------------------------------------------------
     def to_dict(self) -> dict:

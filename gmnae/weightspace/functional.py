@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .architecture import ACTIVATIONS, Architecture
+from .architecture import Architecture
 from .layout import unflatten
+from .registry import ACTIVATIONS, activation as _activation, code_of
 
 
 def activation_codes(activations, batch: int, device=None) -> torch.Tensor | str:
@@ -21,7 +22,7 @@ def activation_codes(activations, batch: int, device=None) -> torch.Tensor | str
         return activations
     if torch.is_tensor(activations):
         return activations.to(device=device, dtype=torch.long)
-    codes = torch.tensor([ACTIVATIONS.index(a) for a in activations], dtype=torch.long, device=device)
+    codes = torch.tensor([code_of(a) for a in activations], dtype=torch.long, device=device)
     if codes.numel() != batch:
         raise ValueError(f"{codes.numel()} activations for {batch} networks")
     return codes
@@ -30,13 +31,7 @@ def activation_codes(activations, batch: int, device=None) -> torch.Tensor | str
 def apply_activation(z: torch.Tensor, act, w0: float = 30.0) -> torch.Tensor:
     """`act` a name, or per-network codes [B] (index into ACTIVATIONS) broadcast over z's leading dim."""
     if isinstance(act, str):
-        if act == "relu":
-            return torch.relu(z)
-        if act == "tanh":
-            return torch.tanh(z)
-        if act == "sine":
-            return torch.sin(w0 * z)
-        raise ValueError(f"unknown activation {act!r}")
+        return _activation(act).fn(z, w0)
     shape = (-1,) + (1,) * (z.dim() - 1)
     out = torch.zeros_like(z)
     for code in torch.unique(act).tolist():

@@ -11,15 +11,7 @@ import torch.nn as nn
 from .architecture import Architecture
 from .functional import _tf_pad
 from .layout import unflatten
-
-
-class Sine(nn.Module):
-    def __init__(self, w0: float):
-        super().__init__()
-        self.w0 = w0
-
-    def forward(self, x):
-        return torch.sin(self.w0 * x)
+from .registry import Sine, activation  # noqa: F401  (Sine: importable from here as before)
 
 
 class TFSamePad(nn.Module):
@@ -46,7 +38,7 @@ class Offset(nn.Module):
 
 
 def _act(name: str, w0: float) -> nn.Module:
-    return {"relu": nn.ReLU(), "tanh": nn.Tanh(), "sine": Sine(w0)}[name]
+    return activation(name).module(w0)
 
 
 def build_module(arch: Architecture, flat: torch.Tensor | None = None, activation: str | None = None) -> nn.Sequential:

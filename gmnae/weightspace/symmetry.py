@@ -1,12 +1,17 @@
 """Symmetry actions on batches of networks (docs/design.md §3).
 
-A group element holds, for each hidden layer l, a permutation `perm[l]` `[B, n_l]` and a
-per-unit factor `scale[l]` `[B, n_l]` (±1 for sign flips, > 0 for ReLU rescaling, 1 for none).
-Applying it makes new unit i of layer l out of old unit perm[l][:, i], multiplied by scale[l][:, i]:
+A group element holds, for each unit group k of the architecture's permutation spec (one per hidden
+layer in a feed-forward chain), a permutation `perm[k]` `[B, n_k]` and a per-unit factor `scale[k]`
+`[B, n_k]` (±1 for sign flips, > 0 for positive rescaling, 1 for none). Applying it makes new unit i
+out of old unit perm[k][:, i], multiplied by scale[k][:, i]:
 
     W_l[i]      <- q_i * W_l[perm_i]          (incoming weights; conv: the whole kernel)
     b_l[i]      <- q_i * b_l[perm_i]
     W_l+1[:, i] <- W_l+1[:, perm_i] / q_i     (outgoing weights)
+
+on every tensor axis the spec lists for the group (`weightspace.permutation_spec`). This is the one
+implementation of the action: weight matching, the pair sets and the tests all call `apply_element`.
+Which factors are symmetries depends on the activation (`weightspace.registry`).
 
 Kinds are strings of letters: P (permute), D (sign flips), S (positive scaling), e.g. "PD", "PS".
 """
@@ -16,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .architecture import HOMOGENEOUS_ACTIVATIONS, ODD_ACTIVATIONS, Architecture
-from .layout import flatten, unflatten
+from .permutation_spec import permutation_spec
+from .registry import activation as _activation
 
 
 @dataclass
@@ -33,29 +38,27 @@ class GroupElement:
         return GroupElement([p.to(device) for p in self.perms], [s.to(device=device, dtype=dtype) for s in self.scales])
 
 
-def identity_element(arch: Architecture, batch: int, device=None, dtype=torch.float32) -> GroupElement:
-    perms = [torch.arange(n, device=device).expand(batch, n).clone() for n in arch.hidden_sizes]
-    scales = [torch.ones(batch, n, device=device, dtype=dtype) for n in arch.hidden_sizes]
+def identity_element(arch, batch: int, device=None, dtype=torch.float32) -> GroupElement:
+    """`arch`: an Architecture or a PermutationSpec (so are all `arch` arguments here)."""
+    sizes = permutation_spec(arch).sizes
+    perms = [torch.arange(n, device=device).expand(batch, n).clone() for n in sizes]
+    scales = [torch.ones(batch, n, device=device, dtype=dtype) for n in sizes]
     return GroupElement(perms, scales)
 
 
 def natural_kinds(activation: str) -> str:
-    """The largest symmetry group of an activation: PD for odd ones, PS for ReLU."""
-    if activation in ODD_ACTIVATIONS:
-        return "PD"
-    if activation in HOMOGENEOUS_ACTIVATIONS:
-        return "PS"
-    return "P"
+    """The largest symmetry group of an activation (registry): PD for odd ones, PS for homogeneous ones."""
+    return _activation(activation).kinds
 
 
-def random_element(arch: Architecture, batch: int, kinds: str = "P", generator: torch.Generator | None = None,
+def random_element(arch, batch: int, kinds: str = "P", generator: torch.Generator | None = None,
                    scale_range: tuple[float, float] = (0.25, 4.0), device=None, dtype=torch.float32) -> GroupElement:
     """A random group element per network. Scales are log-uniform in `scale_range`."""
     unknown = set(kinds) - set("PDS")
     if unknown:
         raise ValueError(f"unknown symmetry kinds {sorted(unknown)}: use P (permutation), D (sign), S (scale)")
     g = identity_element(arch, batch, dtype=dtype)
-    for l, n in enumerate(arch.hidden_sizes):
+    for l, n in enumerate(permutation_spec(arch).sizes):
         if "P" in kinds:
             g.perms[l] = torch.argsort(torch.rand(batch, n, generator=generator), dim=1)
         q = torch.ones(batch, n, dtype=torch.float64)
@@ -68,32 +71,47 @@ def random_element(arch: Architecture, batch: int, kinds: str = "P", generator: 
     return g.to(device)
 
 
-def _gather_units(t: torch.Tensor, perm: torch.Tensor, dim: int) -> torch.Tensor:
-    """Reorder `t` `[B, ...]` along `dim` by a per-network permutation `[B, n]`."""
+def _is_one(q: torch.Tensor) -> bool:
+    return bool((q == 1).all())
+
+
+def _is_identity(perm: torch.Tensor) -> bool:
+    return bool((perm == torch.arange(perm.shape[1], device=perm.device)).all())
+
+
+def _gather_axis(t: torch.Tensor, perm: torch.Tensor, dim: int) -> torch.Tensor:
+    """Reorder `t` `[n, ...]` along `dim` by a per-network permutation `[n, d]`, as one row gather."""
+    n, d = perm.shape
+    moved = t if dim == 1 else t.movedim(dim, 1).contiguous()
+    flat = (torch.arange(n, device=t.device).unsqueeze(1) * d + perm).reshape(-1)
+    out = moved.reshape(n * d, -1).index_select(0, flat).view_as(moved)
+    return out if dim == 1 else out.movedim(1, dim)
+
+
+def _factor_view(q: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
     shape = [1] * t.dim()
-    shape[0], shape[dim] = perm.shape
-    idx = perm.view(shape).expand(*t.shape[:dim], perm.shape[1], *t.shape[dim + 1:])
-    return torch.gather(t, dim, idx)
+    shape[0], shape[dim] = q.shape
+    return q.view(shape)
 
 
-def _unit_shape(t: torch.Tensor, dim: int) -> list[int]:
-    shape = [1] * t.dim()
-    shape[0], shape[dim] = t.shape[0], t.shape[dim]
-    return shape
+def apply_element(arch, params: torch.Tensor, g: GroupElement) -> torch.Tensor:
+    """Transform a batch `[B, P]` by `g`; returns a new `[B, P]` tensor computing the same functions.
 
-
-def apply_element(arch: Architecture, params: torch.Tensor, g: GroupElement) -> torch.Tensor:
-    """Transform a batch `[B, P]` by `g`; returns a new `[B, P]` tensor computing the same functions."""
-    layers = [(w.clone(), b.clone()) for w, b in unflatten(arch, params)]
-    for l in range(len(arch.hidden_sizes)):
-        perm, q = g.perms[l].to(params.device), g.scales[l].to(params.device, params.dtype)
-        w, b = layers[l]
-        w = _gather_units(w, perm, 1) * q.view(_unit_shape(w, 1))
-        b = _gather_units(b, perm, 1) * q
-        w_next, b_next = layers[l + 1]
-        w_next = _gather_units(w_next, perm, 2) / q.view(_unit_shape(w_next, 2))
-        layers[l], layers[l + 1] = (w, b), (w_next, b_next)
-    return flatten(layers)
+    Every tensor is gathered along each axis a unit group acts on (row gathers, `index_select`) and
+    multiplied (incoming) or divided (outgoing) by the factors; identity permutations and unit factors
+    are skipped.
+    """
+    spec = permutation_spec(arch)
+    out = []
+    for t, x in enumerate(spec.unflatten(params)):
+        for axis, k, incoming in spec.tensor_axes(t):
+            p, q = g.perms[k].to(params.device), g.scales[k].to(params.device, params.dtype)
+            if not _is_identity(p):
+                x = _gather_axis(x, p, axis + 1)
+            if not _is_one(q):
+                x = x * _factor_view(q, x, axis + 1) if incoming else x / _factor_view(q, x, axis + 1)
+        out.append(x.reshape(params.shape[0], -1))
+    return torch.cat(out, dim=1)
 
 
 def compose(first: GroupElement, then: GroupElement) -> GroupElement:
@@ -114,7 +132,7 @@ def invert(g: GroupElement) -> GroupElement:
     return GroupElement(perms, scales)
 
 
-def random_transform(arch: Architecture, params: torch.Tensor, kinds: str, generator=None, **kw) -> torch.Tensor:
+def random_transform(arch, params: torch.Tensor, kinds: str, generator=None, **kw) -> torch.Tensor:
     """Convenience: apply a fresh random element of the given kinds to every network in the batch."""
     g = random_element(arch, params.shape[0], kinds, generator, device=params.device, dtype=params.dtype, **kw)
     return apply_element(arch, params, g)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..weightspace.registry import ACTIVATIONS
 from .format import Zoo
 from .verify import verify_zoo
 
@@ -17,6 +18,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="training steps per network")
     p.add_argument("--block-size", type=int, dest="block_size", help="networks trained together per block")
     p.add_argument("--seed", type=int, help="zoo seed (default 0)")
+    p.add_argument("--activations", nargs="+", choices=ACTIVATIONS, metavar="ACT",
+                   help=f"CNN zoos: activations drawn per network, any of {', '.join(ACTIVATIONS)} "
+                        "(default relu tanh; one gives a single-activation zoo)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -30,9 +34,12 @@ def run_build(args) -> int:
         if value is not None and value < 1:  # 0 would silently mean "all" (--size) or divide by zero (--block-size)
             raise GmnaeError(f"--{flag.replace('_', '-')} {value}: must be at least 1 (leave it out for the default)")
 
+    activations = getattr(args, "activations", None)
+    if activations and args.name not in ("digits-cnn", "mnist5k-cnn"):
+        raise GmnaeError(f"--activations is for the CNN zoos (digits-cnn, mnist5k-cnn); {args.name} is a SIREN zoo")
     out = build_zoo(args.name, args.out, progress=not args.no_progress, threads=args.threads, size=args.size,
                     seeds=args.seeds, steps=args.steps, block_size=args.block_size, seed=args.seed,
-                    init=getattr(args, "init", None))
+                    init=getattr(args, "init", None), activations=tuple(activations) if activations else None)
     counts = verify_zoo(out)
     print(f"verified {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0

@@ -77,6 +77,23 @@ def test_merge_cnn_with_zoo_and_png(tmp_path, digits_cnn_zoo, capsys):
     assert header == ["lambda", "naive:loss", "naive:accuracy", "wm:loss", "wm:accuracy"]
 
 
+def test_merge_leaky_relu_cnns(tmp_path, digits_leaky_cnn_zoo, capsys):
+    """LeakyReLU, added as one registry row: positive-scale matching merges its networks end to end."""
+    arch = digits_leaky_cnn_zoo.arch
+    p = torch.from_numpy(digits_leaky_cnn_zoo.read_params("train")).double()
+    _save(arch, p[0], tmp_path / "a.pt", prefix="net", dtype=torch.float64)
+    _save(arch, p[1], tmp_path / "b.pt", prefix="net", dtype=torch.float64)
+    args = ["merge", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "m.pt"),
+            "--arch", str(digits_leaky_cnn_zoo.root), "--points", "5"]
+    assert main(args + ["--method", "wm-scale", "--alpha", "0.5", "--curve", str(tmp_path / "c.csv")]) == 0
+    aligned = match_weights(arch, p[0], p[1], "wm-scale").aligned
+    torch.testing.assert_close(_flat(torch.load(tmp_path / "m.pt")), 0.5 * p[0] + 0.5 * aligned)
+    header = next(csv.reader(open(tmp_path / "c.csv")))
+    assert header == ["lambda", "naive:loss", "naive:accuracy", "wm-scale:loss", "wm-scale:accuracy"]
+    err = _error(capsys, args + ["--method", "wm-signed"])
+    assert "wm-signed" in err and "leaky_relu" in err
+
+
 def _error(capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -22,7 +22,8 @@ def _inputs(arch):
 RECOVERY = [("trained_sirens", "P", "wm"), ("trained_sirens", "PD", "wm-signed"), ("trained_sirens", "D", "wm-signed"),
             ("trained_tanh_cnns", "P", "wm"), ("trained_tanh_cnns", "PD", "wm-signed"),
             ("trained_relu_cnns", "P", "wm"), ("trained_relu_cnns", "PS", "wm-scale"),
-            ("trained_relu_cnns", "S", "wm-scale")]
+            ("trained_relu_cnns", "S", "wm-scale"),
+            ("trained_leaky_cnns", "PS", "wm-scale")]
 
 
 @pytest.mark.parametrize("fixture,kinds,method", RECOVERY)
@@ -40,7 +41,8 @@ def test_planted_symmetry_is_recovered_exactly(request, fixture, kinds, method):
 
 @pytest.mark.parametrize("fixture,methods", [("trained_sirens", ("wm", "wm-signed")),
                                              ("trained_tanh_cnns", ("wm", "wm-signed")),
-                                             ("trained_relu_cnns", ("wm", "wm-scale"))])
+                                             ("trained_relu_cnns", ("wm", "wm-scale")),
+                                             ("trained_leaky_cnns", ("wm", "wm-scale"))])
 def test_aligned_network_computes_the_same_function(request, fixture, methods):
     arch, params = request.getfixturevalue(fixture)
     a, b = params[0::2], params[1::2]  # independently trained networks

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from gmnae.nn import EncoderConfig, ScaleGMNEncoder, has_torch_scatter, scatter_backend
-from gmnae.weightspace import apply_element, random_element, random_transform
+from gmnae.weightspace import apply_element, natural_kinds, random_element, random_transform
+from gmnae.weightspace.registry import code_of
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SCATTER = pytest.mark.skipif(not has_torch_scatter(), reason="torch_scatter not installed (optional extra)")
@@ -43,11 +44,11 @@ def mixed_cnns(trained_relu_cnns, trained_tanh_cnns, digits_cnn_zoo):
 
 
 def mixed_transform(arch, params, acts, generator):
-    """Each network gets a random element of its own group: PS for ReLU, PD for tanh."""
+    """Each network gets a random element of its own group (registry): PS for ReLU, PD for tanh."""
     B = params.shape[0]
     gs = random_element(arch, B, "PS", generator, dtype=params.dtype)
     gd = random_element(arch, B, "PD", generator, dtype=params.dtype)
-    relu = torch.tensor([a == "relu" for a in acts])
+    relu = torch.tensor([natural_kinds(a) == "PS" for a in acts])
     for l in range(len(gs.perms)):
         gs.perms[l] = torch.where(relu[:, None], gs.perms[l], gd.perms[l])
         gs.scales[l] = torch.where(relu[:, None], gs.scales[l], gd.scales[l])
@@ -64,6 +65,8 @@ CASES = [  # (fixture, symmetry, group kinds the mode claims on those networks)
     ("trained_tanh_cnns", "permutation", "P"),
     ("trained_relu_cnns", "hetero", "PS"),
     ("trained_tanh_cnns", "hetero", "PD"),
+    ("trained_leaky_cnns", "scale", "PS"),
+    ("trained_leaky_cnns", "hetero", "PS"),
 ]
 
 
@@ -158,7 +161,7 @@ def test_hetero_latent_does_not_depend_on_batch_composition(mixed_cnns):
         tanh = [i for i, a in enumerate(acts) if a == "tanh"]
         assert rel(enc(params[relu], activation="relu"), z[relu]) < 1e-12
         assert rel(enc(params[tanh], activation=["tanh"] * len(tanh)), z[tanh]) < 1e-12
-        codes = torch.tensor([1 if a == "relu" else 2 for a in acts])  # index into weightspace ACTIVATIONS
+        codes = torch.tensor([code_of(a) for a in acts])  # the registry's codes
         assert rel(enc(params, activation=codes), z) < 1e-12
 
 

@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader
 
 from gmnae.datamodule import ShardStream, ZooDataModule
 from gmnae.weightspace import Architecture
+from gmnae.weightspace.registry import code_of
 from gmnae.zoo import Zoo, ZooWriter
 
 
@@ -98,5 +99,5 @@ def test_no_file_handles_before_workers_fork(toy_zoo):
 def test_datamodule_filters_activation(digits_cnn_zoo):
     dm = ZooDataModule(str(digits_cnn_zoo.root), batch_size=4, activation="tanh")
     rows, acts = dm.split_rows("train")
-    assert len(rows) > 0 and set(acts[rows].tolist()) == {2}  # ACTIVATIONS.index("tanh")
+    assert len(rows) > 0 and set(acts[rows].tolist()) == {code_of("tanh")}
     assert dm.arch.activation == "tanh"

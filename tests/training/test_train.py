@@ -10,6 +10,7 @@ from gmnae.cli import main
 from gmnae.config import load_config
 from gmnae.train import train
 from gmnae.weightspace import random_transform
+from gmnae.weightspace.registry import code_of
 
 from .conftest import tiny_overrides
 
@@ -51,7 +52,7 @@ def test_trained_model_latent_is_invariant(request, run, fixture, kinds):
     model = WeightSpaceAutoencoder.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt").double().eval()
     arch, params = request.getfixturevalue(fixture)
     moved = random_transform(arch, params, kinds, generator=torch.Generator().manual_seed(3))
-    codes = torch.full((len(params),), ["sine", "relu", "tanh"].index(arch.activation))
+    codes = torch.full((len(params),), code_of(arch.activation))
     with torch.no_grad():
         z, z_moved = model.encode(params, codes), model.encode(moved, codes)
         z_noisy = model.encode(params + 0.01 * params.std() * torch.randn_like(params), codes)

@@ -16,7 +16,8 @@ def _inputs(arch):
 
 CASES = [("trained_sirens", "P"), ("trained_sirens", "D"), ("trained_sirens", "PD"),
          ("trained_tanh_cnns", "P"), ("trained_tanh_cnns", "D"), ("trained_tanh_cnns", "PD"),
-         ("trained_relu_cnns", "P"), ("trained_relu_cnns", "S"), ("trained_relu_cnns", "PS")]
+         ("trained_relu_cnns", "P"), ("trained_relu_cnns", "S"), ("trained_relu_cnns", "PS"),
+         ("trained_leaky_cnns", "P"), ("trained_leaky_cnns", "S"), ("trained_leaky_cnns", "PS")]
 
 
 @pytest.mark.parametrize("fixture,kinds", CASES)
@@ -31,9 +32,9 @@ def test_symmetry_preserves_function(request, fixture, kinds):
 
 
 @pytest.mark.parametrize("fixture,kinds", [("trained_sirens", "S"), ("trained_tanh_cnns", "S"),
-                                           ("trained_relu_cnns", "D")])
+                                           ("trained_relu_cnns", "D"), ("trained_leaky_cnns", "D")])
 def test_wrong_symmetry_changes_function(request, fixture, kinds):
-    """Scaling is no symmetry of sine/tanh, sign flips none of ReLU."""
+    """Scaling is no symmetry of sine/tanh, sign flips none of ReLU or LeakyReLU."""
     arch, params = request.getfixturevalue(fixture)
     moved = random_transform(arch, params, kinds, generator=torch.Generator().manual_seed(0))
     x = _inputs(arch)
