@@ -112,3 +112,15 @@ def test_failed_runs_do_not_stop_the_sweep_and_report_names_them(seed_sweep, tmp
     skipped = [line for line in err.splitlines() if line.startswith("gmnae report: skipped")]
     assert len(skipped) == 2 and "digits-inr-scalegmn-small-seed=1: sweep run failed (gmnae: error: no zoo" in skipped[1]
     assert "| all runs | encoder |" in out and "| 2 | 0,1 |" in out
+
+
+def test_print_config_shows_every_combination_and_writes_nothing(tmp_path, capsys):
+    """A swept group leaves the shared name (it is in each run's summary); the seed stays when not swept."""
+    assert main(["train", "-m", "--print-config", "model=scalegmn-small,scalegmn-inr", "optim.lr=1e-3,3e-4",
+                 f"runs_dir={tmp_path}/runs"]) == 0
+    out = capsys.readouterr().out
+    names = [line[:-1] for line in out.splitlines() if line.startswith("digits-inr-s0-")]
+    assert names == ["digits-inr-s0-model=scalegmn-small,optim.lr=1e-3", "digits-inr-s0-model=scalegmn-small,optim.lr=3e-4",
+                     "digits-inr-s0-model=scalegmn-inr,optim.lr=1e-3", "digits-inr-s0-model=scalegmn-inr,optim.lr=3e-4"]
+    assert out.count("  name: scalegmn-inr\n") == 2 and out.count("  lr: 0.0003\n") == 2
+    assert not (tmp_path / "runs").exists()
