@@ -4,8 +4,9 @@
     gmnae report runs/cls-s0 runs/cls-s1 runs/cls-s2 --out table.md
     gmnae report runs/                                           # every run folder below runs/
 
-Each run's final metrics: the last logged value of every `val/…` and `test/…` column of its
-`csv/metrics.csv`; task runs (classify, predict-accuracy) add their baselines' rows from
+Each run's final metrics: the last logged value of every metric column of its `csv/metrics.csv`
+(shown by default: `val/…`, `test/…` and the autoencoder's `recon/…`; `--metrics` picks others by
+name or pattern, e.g. `--metrics 'val/psnr,interp/*/barrier'`); task runs (classify, predict-accuracy) add their baselines' rows from
 `results.json` under the same column names (`val/accuracy`, `test/kendall_tau`). Runs are grouped
 by their resolved `config.yaml` with the seed (and bookkeeping keys such as run_name) left out, so
 runs started one by one group exactly like a sweep's; a group is labelled by the keys that differ
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import fnmatch
 import json
 import math
 import sys
@@ -33,13 +35,16 @@ SWEEP_MANIFEST = "sweep.json"  # gmnae/sweep.py writes it
 # Keys that name, place or pace a run without changing what it computes: not part of a group's identity.
 BOOKKEEPING = ("seed", "run_name", "runs_dir", "ckpt_path", "threads", "mode", "trainer.enable_progress_bar")
 ENCODER = "encoder"  # the row of the trained model (results.json calls it that too)
+NOT_METRICS = ("epoch", "step", "lr-*", "train/*", "interp/seconds")  # bookkeeping and running training values
+SHOWN = ("val/*", "test/*", "recon/*")  # the default columns; interp/* (80 barrier figures) on request
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders, sweep folders (with sweep.json) or folders holding run folders")
     p.add_argument("--out", type=Path, help="also write the table: .md (Markdown) or .csv (means, stds and n)")
-    p.add_argument("--metrics", help="comma-separated columns to show (default: every val/ and test/ metric)")
+    p.add_argument("--metrics", help="comma-separated columns or patterns to show, e.g. 'val/psnr,interp/*/barrier' "
+                                     "(default: val/*, test/*, recon/*)")
 
 
 @dataclass
@@ -72,16 +77,20 @@ def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
 
 
 def final_metrics(metrics_csv: Path) -> tuple[dict[str, float], int | None]:
-    """The last logged value of each val/ and test/ column, and the epoch of the last validation row."""
+    """The last logged value of each metric column, and the epoch of the last validation row."""
     last, epoch = {}, None
     with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
             for key, value in row.items():
-                if key and key.startswith(("val/", "test/")) and value not in ("", None):
+                if key and value not in ("", None) and not _matches(key, NOT_METRICS):
                     last[key] = float(value)
                     if key.startswith("val/") and row.get("epoch") not in ("", None):
                         epoch = int(float(row["epoch"]))
     return last, epoch
+
+
+def _matches(name: str, patterns) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def _flatten(node, prefix: str = "") -> dict:
@@ -166,9 +175,13 @@ def _cell(mean: float, std: float) -> str:
 
 
 def aggregate(groups: list[tuple[str, list[Run]]], only: list[str] | None = None) -> tuple[list[str], list[dict]]:
-    """One row per group and row name: {group, row, n, seeds, metric: (mean, std)}; and the metric columns."""
-    columns = only or sorted({m for _, runs in groups for r in runs for row in r.rows.values() for m in row},
-                             key=lambda m: (not m.startswith("val/"), m))
+    """One row per group and row name: {group, row, n, seeds, metric: (mean, std)}; and the metric columns
+    (those matching `only`, names or patterns, in its order; default SHOWN)."""
+    logged = {m for _, runs in groups for r in runs for row in r.rows.values() for m in row}
+    columns = []
+    for pattern in only or SHOWN:
+        columns += sorted(m for m in logged if fnmatch.fnmatchcase(m, pattern))
+    columns = list(dict.fromkeys(columns))  # a column two patterns match: once, where first matched
     table = []
     for label, runs in groups:
         names = list(dict.fromkeys(name for r in runs for name in r.rows))

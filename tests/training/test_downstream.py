@@ -80,6 +80,8 @@ def test_report_tabulates_the_encoder_and_each_baseline_of_a_task_run(classify_r
             assert float(rows[r["baseline"]][f"{split}/accuracy mean"]) == pytest.approx(r[split], rel=1e-6)
             assert rows[r["baseline"]][f"{split}/accuracy std"] == "nan" and rows[r["baseline"]]["n"] == "1"
     assert f"| statnn | {res['rows'][1]['val']:.4g} |" in capsys.readouterr().out
+    assert main(["report", str(classify_run), "--metrics", "test/*"]) == 0  # columns by pattern
+    assert capsys.readouterr().out.splitlines()[0] == "| group | row | test/accuracy | test/loss | n | seeds |"
 
 def test_predict_accuracy_run_reports_kendall_tau(digits_cnn_zoo, tmp_path):
     run = train(load_config(["task=predict-accuracy"] + tiny_overrides(digits_cnn_zoo.root, tmp_path, "digits-cnn")))
