@@ -1,7 +1,9 @@
-"""`gmnae` command line: train, evaluate, merge, zoo (build | info | verify | import), bench.
+"""`gmnae` command line: train, evaluate, merge, report, zoo (build | info | verify | import), bench.
 
     gmnae zoo build digits-inr            # train the built-in INR zoo (resumable)
     gmnae train dataset=digits-inr        # OmegaConf overrides as key=value
+    gmnae train -m seed=0,1,2             # a sweep: one run per combination
+    gmnae report runs/<sweep>             # its table: mean ± std over seeds
     gmnae merge a.pt b.pt --method wm-signed --out merged.pt
     gmnae evaluate runs/<run>/checkpoints/last.ckpt
 
@@ -22,6 +24,7 @@ COMMANDS = {
     "evaluate": ("gmnae.evaluate", "interpolation/barrier evaluation of a trained checkpoint"),
     "merge": ("gmnae.merge.command", "align and merge two networks (weight matching)"),
     "bench": ("gmnae.bench", "run the benchmarks (prints ratios, writes bench/results.json)"),
+    "report": ("gmnae.results_table", "one table of runs' final metrics, mean ± std over seeds: gmnae report RUN|SWEEP ..."),
 }
 ZOO_COMMANDS = {
     "build": ("gmnae.zoo.commands", "build", "train a built-in zoo (digits-inr, mnist5k-inr, digits-cnn, mnist5k-cnn)"),

@@ -4,7 +4,11 @@
 
 Resolution order (later wins): `configs/train.yaml` -> the chosen `configs/<group>/<name>.yaml`
 for each group (dataset, model, trainer; a dataset file may suggest other groups in its own
-`defaults:`, used unless the command line names them) -> command-line `key=value` overrides.
+`defaults:`, used unless the command line names them) -> the recipe `configs/experiment/<name>.yaml`
+when `experiment=NAME` is given (its `defaults:` choose groups, its other keys override any key)
+-> command-line `key=value` overrides. Group choices: command line > experiment > dataset > train.yaml.
+A group file may start from another file of its group with `extends: NAME` (e.g. every trainer
+extends `trainer/base.yaml`): the named file, then this file's keys over it.
 Resolution reads only files and arguments — never the clock or a random source — so every DDP
 process that re-reads the config gets the same result.
 """
@@ -21,6 +25,8 @@ from .config_schema import (DatasetConfig, ModelConfig, TrainConfig, check_compl
 from .errors import ConfigError
 
 GROUPS = ("dataset", "model", "trainer")
+EXPERIMENT = "experiment"  # configs/experiment/NAME.yaml: a recipe that may set groups and any key
+BASES = ("base",)  # files other files of their group extend; not offered as choices
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig}  # trainer: Lightning's arguments
 
 
@@ -33,18 +39,40 @@ def config_dir() -> Path:
 
 
 def available(group: str) -> list[str]:
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml") if p.stem not in BASES)
 
 
-def _load_group(group: str, name: str) -> DictConfig:
+def _load_group(group: str, name: str, _chain: tuple[str, ...] = ()) -> DictConfig:
+    """A group file as written, with the file it `extends:` (recursively) under it."""
     path = config_dir() / group / f"{name}.yaml"
     if not path.exists():
-        raise ConfigError(f"no {group} config named {name!r} ({path} does not exist); "
+        where = f"{config_dir() / group / _chain[-1]}.yaml: extends: " if _chain else ""
+        raise ConfigError(f"{where}no {group} config named {name!r} ({path} does not exist); "
                           f"available: {', '.join(available(group))}")
     try:
-        return OmegaConf.load(path)
+        node = OmegaConf.load(path)
     except Exception as e:  # YAML syntax
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    parent = node.pop("extends", None)
+    if parent is None:
+        return node
+    if not isinstance(parent, str) or parent in (*_chain, name):
+        raise ConfigError(f"{path}: extends: {parent!r} must name another {group} file, without a cycle "
+                          f"({' -> '.join((*_chain, name, str(parent)))})")
+    return _extend(_load_group(group, parent, (*_chain, name)), node)
+
+
+def _extend(base: DictConfig, child: DictConfig) -> DictConfig:
+    """`child` over `base`, keys in the order the child's file would list them if it were written out
+    in full: a key only the child has goes right after the child's previous key (so the resolved
+    config reads exactly as the file did before it was split into a base and an extension)."""
+    merged = OmegaConf.merge(base, child)
+    order, prev = list(base.keys()), None
+    for key in child.keys():
+        if key not in order:
+            order.insert(order.index(prev) + 1 if prev is not None else 0, key)
+        prev = key
+    return OmegaConf.create({k: merged._get_node(k) for k in order})
 
 
 def _typed_group(group: str, name: str, node: DictConfig) -> DictConfig:
@@ -71,13 +99,13 @@ def _absolute_paths(cfg: DictConfig) -> None:
 
 
 def parse_overrides(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Split `group=name` choices from other `key=value` overrides, checking the syntax."""
+    """Split `group=name` choices (and `experiment=name`) from other `key=value` overrides, checking the syntax."""
     groups, rest = {}, []
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override {item!r} is not key=value (e.g. dataset=digits-cnn optim.lr=3e-4)")
         key, value = item.lstrip("+").split("=", 1)
-        if key in GROUPS:
+        if key in (*GROUPS, EXPERIMENT):
             groups[key] = value
         else:
             rest.append(f"{key}={value}")
@@ -89,7 +117,11 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
     """Compose the training config and check it against the schema (gmnae/config_schema.py).
     `base`: a saved run config to start from (resume)."""
     groups, rest = parse_overrides(list(overrides or []))
+    experiment = groups.pop(EXPERIMENT, None)
     if base is not None:
+        if experiment:
+            raise ConfigError(f"experiment={experiment} starts a new run; a resumed run keeps its saved config "
+                              "(override single keys instead)")
         cfg = typed(TrainConfig, base, base_origin)
         for group, name in groups.items():
             node = _load_group(group, name)
@@ -100,6 +132,10 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
         root_path = config_dir() / "train.yaml"
         root = OmegaConf.load(root_path)
         choices = dict(root.pop("defaults"))
+        recipe, recipe_path = None, None
+        if experiment:
+            recipe, recipe_path = _load_group(EXPERIMENT, experiment), f"{config_dir() / EXPERIMENT / experiment}.yaml"
+            groups = {**_recipe_choices(recipe, recipe_path), **groups}  # the command line's choices win
         if "dataset" in groups:
             choices["dataset"] = groups["dataset"]
         dataset = _load_group("dataset", choices["dataset"])
@@ -115,6 +151,9 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
                 typed(TrainConfig, tops[g], f"{config_dir() / g / choices[g]}.yaml (override:)")
         cfg = typed(TrainConfig, root, str(root_path))
         cfg = OmegaConf.merge(cfg, {g: parts[g] for g in GROUPS}, *[t for t in tops.values() if t])
+        if recipe is not None:  # after the groups, before the command line
+            cfg = merge_checked(cfg, recipe, TrainConfig, recipe_path)
+            choices[EXPERIMENT] = experiment
         cfg.choices = choices
     try:
         dotlist = OmegaConf.from_dotlist(rest)
@@ -128,6 +167,19 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
     check_complete(cfg, TrainConfig, "config")
     _absolute_paths(cfg)
     return cfg
+
+
+def _recipe_choices(recipe: DictConfig, path: str) -> dict[str, str]:
+    """An experiment's `defaults:` (group -> file), checked."""
+    chosen = recipe.pop("defaults", None) or {}
+    if chosen and not isinstance(chosen, DictConfig) or any(g not in GROUPS for g in chosen):
+        raise ConfigError(f"{path}: defaults: must map groups ({', '.join(GROUPS)}) to file names, "
+                          f"e.g. defaults: {{dataset: mnist5k-inr, model: scalegmn-inr}}")
+    for key in ("choices", "override"):
+        if key in recipe:
+            raise ConfigError(f"{path}: a recipe sets keys directly (optim: {{lr: 1e-3}}), and groups in its "
+                              f"defaults:; remove its '{key}:' block")
+    return {str(g): str(n) for g, n in chosen.items()}
 
 
 def save_config(cfg: DictConfig, path: Path) -> None:

@@ -37,6 +37,9 @@ VERIFY_FULL_BYTES = 1 << 30  # checksum every shard before training when the zoo
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (config from the run)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("-m", "--multirun", action="store_true",
+                   help="sweep: key=a,b,c values are run one after another, every combination in its own run "
+                        "(gmnae/sweep.py); the runs and a sweep.json land in runs_dir/<name>-sweep/")
     p.add_argument("--build-zoo", action="store_true",
                    help="build a built-in dataset's zoo (digits-inr, digits-cnn) at its default path when it is "
                         "missing (what `make train` does); otherwise a missing zoo stops the run")
@@ -45,9 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = (f"datasets: {', '.join(available('dataset'))} (dataset=NAME; default digits-inr)\n"
                 f"models: {', '.join(available('model'))}   trainers: {', '.join(available('trainer'))}\n"
+                f"experiments (recipes): {', '.join(available('experiment'))} (experiment=NAME)\n"
                 "overrides: key=value, any dotted key of configs/train.yaml (gmnae train --print-config shows them)\n"
-                "run folder: runs_dir/run_name (default runs/<dataset>-<model>-s<seed>, -vN when taken): config.yaml,\n"
-                "  checkpoints/, tensorboard/, csv/metrics.csv, report.html; its path is printed when the run starts")
+                "sweeps: gmnae train -m seed=0,1,2 model.encoder.symmetry=permutation,sign runs every combination;\n"
+                "  a literal list stays in brackets (model.decoder.hidden=[64,128]); gmnae report SWEEP_DIR tabulates\n"
+                "run folder: runs_dir/run_name (default runs/<dataset>-<model>-s<seed>, or <experiment>-s<seed>;\n"
+                "  -vN when taken): config.yaml, checkpoints/, tensorboard/, csv/metrics.csv, report.html; its path\n"
+                "  is printed when the run starts")
 
 
 def _external_launch() -> bool:
@@ -58,7 +65,7 @@ def _external_launch() -> bool:
 def resolve_run_dir(cfg: DictConfig, ckpt: Path | None = None) -> Path:
     """The run folder, identical in every process of a run.
 
-    An explicit run_name is used as is. Otherwise <dataset>-<model>-s<seed>, plus the SLURM job id
+    An explicit run_name is used as is. Otherwise <dataset>-<model>-s<seed> (<experiment>-s<seed>), plus the SLURM job id
     under SLURM (so a requeued job finds its own folder). A single-process start that would reuse
     a taken folder gets the next free -vN, and exports the choice so processes that Lightning
     launches later inherit it instead of choosing again. A validation gets a folder of its own.
@@ -81,8 +88,13 @@ def resolve_run_dir(cfg: DictConfig, ckpt: Path | None = None) -> Path:
 def run_name(cfg: DictConfig) -> str:
     if cfg.run_name:
         return cfg.run_name
-    name = f"{cfg.choices.dataset}-{cfg.choices.model}-s{cfg.seed}"
+    name = f"{default_stem(cfg)}-s{cfg.seed}"
     return name + (f"-job{os.environ['SLURM_JOB_ID']}" if os.environ.get("SLURM_JOB_ID") else "")
+
+
+def default_stem(cfg: DictConfig) -> str:
+    """A run's default name less its seed: the experiment recipe's name, else <dataset>-<model>."""
+    return cfg.choices.get("experiment") or f"{cfg.choices.dataset}-{cfg.choices.model}"
 
 
 def _validation_dir(cfg: DictConfig, ckpt: Path) -> Path:
@@ -438,6 +450,13 @@ def write_task_results(cfg: DictConfig, trainer, model, dm, run_dir: Path, basel
 
 def run(args) -> int:
     overrides = list(args.extra)
+    if args.multirun:
+        from .sweep import run_sweep
+
+        if args.resume:
+            raise ConfigError("--resume continues one run; resume a sweep's runs one by one "
+                              "(gmnae train --resume SWEEP_DIR/RUN)")
+        return run_sweep(overrides, print_config=args.print_config, build_zoo=args.build_zoo)
     base = None
     if args.resume:
         run_dir = Path(args.resume)

@@ -1,5 +1,6 @@
 """The config is checked when it loads: every key and value, one line naming the key, value and nearest key."""
 import shutil
+from pathlib import Path
 from dataclasses import fields
 
 import pytest
@@ -75,3 +76,80 @@ def test_values_are_typed_and_the_saved_config_loads_back(tmp_path):
 
 def test_encoder_schema_has_the_encoder_config_fields():
     assert [f.name for f in fields(EncoderSchema)] == [f.name for f in fields(EncoderConfig)]
+
+
+# ---- trainer base, experiment recipes -----------------------------------------------------------
+BEFORE_BASE = Path(__file__).parent / "data" / "trainers-before-base"  # the trainer files as they were, whole
+
+
+@pytest.mark.parametrize("choice", ["trainer=cpu", "trainer=gpu", "trainer=ddp", "trainer=slurm",
+                                    "dataset=cifar10-cnn", "dataset=mnist-inr"])
+def test_trainers_that_extend_the_base_resolve_exactly_as_the_whole_files_did(config_copy, monkeypatch, choice):
+    monkeypatch.delenv("GMNAE_CONFIG_DIR")
+    now = OmegaConf.to_yaml(load_config([choice]))  # the shipped configs/trainer/{base,cpu,...}.yaml
+    shutil.rmtree(config_copy / "trainer")
+    shutil.copytree(BEFORE_BASE, config_copy / "trainer")
+    monkeypatch.setenv("GMNAE_CONFIG_DIR", str(config_copy))
+    before = OmegaConf.to_yaml(load_config([choice]))
+    assert now == before  # text, so key order too: --print-config and every saved config.yaml read the same
+    assert "base" not in available("trainer") and "extends" not in now
+
+
+def test_extends_cycle_and_missing_base_are_one_line_naming_the_file(config_copy):
+    (config_copy / "trainer" / "base.yaml").write_text("extends: cpu\nmax_epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"base.yaml: extends: 'cpu' must name another trainer file, without a "
+                                          r"cycle \(cpu -> base -> cpu\)"):
+        load_config(["trainer=cpu"])
+    (config_copy / "trainer" / "cpu.yaml").write_text("extends: bsae\naccelerator: cpu\n")
+    with pytest.raises(ConfigError, match=r"cpu.yaml: extends: no trainer config named 'bsae'"):
+        load_config(["trainer=cpu"])
+
+
+PAPER = ["dataset=mnist5k-inr", "model=scalegmn-inr", "trainer=gpu", "model.probe.points=0", "data.batch_size=128",
+         "optim.lr=1e-3", "optim.weight_decay=0.01", "optim.warmup_steps=1000", "optim.schedule=constant",
+         "trainer.max_epochs=150", "trainer.gradient_clip_val=10.0"]
+
+
+def _without_experiment(cfg):
+    out = OmegaConf.to_container(cfg)
+    out["choices"].pop("experiment")
+    return out
+
+
+@pytest.mark.parametrize("extra", [[], ["optim.lr=3e-4", "trainer.max_epochs=2", "model=scalegmn-small", "seed=3"]])
+def test_experiment_recipe_is_the_same_as_its_overrides_and_the_command_line_wins(extra):
+    cfg = load_config(["experiment=paper-mnist-inr", *extra])
+    # the recipe by hand: its groups, then its keys, then the command line (which may choose another group)
+    by_hand = load_config([*PAPER, *extra])
+    assert _without_experiment(cfg) == OmegaConf.to_container(by_hand)
+    assert cfg.choices.experiment == "paper-mnist-inr"
+    if extra:
+        assert cfg.optim.lr == pytest.approx(3e-4) and cfg.trainer.max_epochs == 2 and cfg.model.name == "scalegmn-small"
+        assert cfg.model.probe.points == 0  # the recipe's key still applies over the model the command line chose
+    else:
+        assert (cfg.model.encoder.d, cfg.trainer.accelerator, cfg.optim.schedule) == (128, "gpu", "constant")
+
+
+def test_cpu_classification_recipe_is_the_readme_row():
+    cfg = load_config(["experiment=mnist5k-inr-classify"])
+    assert (cfg.task, cfg.dataset.name, cfg.model.name, cfg.model.probe.points, cfg.trainer.max_epochs) == \
+        ("classify", "mnist5k-inr", "scalegmn-small", 0, 20)
+    assert (cfg.optim.lr, cfg.optim.schedule, cfg.trainer.accelerator) == (1e-3, "cosine", "cpu")
+    from gmnae.train import run_name
+
+    assert run_name(cfg) == "mnist5k-inr-classify-s0"
+
+
+def test_bad_experiment_is_one_line_naming_the_file(config_copy):
+    with pytest.raises(ConfigError, match="no experiment config named 'papper'.*available: mnist5k-inr-classify, "
+                                          "paper-mnist-inr"):
+        load_config(["experiment=papper"])
+    (config_copy / "experiment" / "broken.yaml").write_text("defaults: {dataset: digits-inr}\noptim: {lrr: 1}\n")
+    with pytest.raises(ConfigError, match=r"experiment/broken.yaml: unknown config key 'optim.lrr' \(= 1\); the "
+                                          r"nearest valid key is 'optim.lr'"):
+        load_config(["experiment=broken"])
+    (config_copy / "experiment" / "broken.yaml").write_text("defaults: {datset: digits-inr}\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: defaults: must map groups \(dataset, model, trainer\)"):
+        load_config(["experiment=broken"])
+    with pytest.raises(ConfigError, match="experiment=paper-mnist-inr starts a new run"):
+        load_config(["experiment=paper-mnist-inr"], base=load_config([]))

@@ -1,4 +1,5 @@
 """Downstream tasks (classify, predict-accuracy): the encoder and its baselines in one run."""
+import csv
 import json
 
 import numpy as np
@@ -64,6 +65,23 @@ def test_classify_run_reports_encoder_and_baselines(classify_run, trained_sirens
     with torch.no_grad():
         torch.testing.assert_close(model(moved), model(params), rtol=1e-7, atol=1e-9)
 
+
+
+def test_report_tabulates_the_encoder_and_each_baseline_of_a_task_run(classify_run, tmp_path, capsys):
+    from gmnae.cli import main
+
+    assert main(["report", str(classify_run), "--out", str(tmp_path / "table.csv")]) == 0
+    with open(tmp_path / "table.csv", newline="") as f:
+        rows = {r["row"]: r for r in csv.DictReader(f)}
+    res = json.loads((classify_run / "results.json").read_text())
+    assert list(rows) == [r["baseline"] for r in res["rows"]]  # encoder first, then every baseline
+    for r in res["rows"]:  # one run: its own values, no std
+        for split in ("val", "test"):
+            assert float(rows[r["baseline"]][f"{split}/accuracy mean"]) == pytest.approx(r[split], rel=1e-6)
+            assert rows[r["baseline"]][f"{split}/accuracy std"] == "nan" and rows[r["baseline"]]["n"] == "1"
+    assert f"| statnn | {res['rows'][1]['val']:.4g} |" in capsys.readouterr().out
+    assert main(["report", str(classify_run), "--metrics", "test/*"]) == 0  # columns by pattern
+    assert capsys.readouterr().out.splitlines()[0] == "| group | row | test/accuracy | test/loss | n | seeds |"
 
 def test_predict_accuracy_run_reports_kendall_tau(digits_cnn_zoo, tmp_path):
     run = train(load_config(["task=predict-accuracy"] + tiny_overrides(digits_cnn_zoo.root, tmp_path, "digits-cnn")))
