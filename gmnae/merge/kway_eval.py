@@ -10,7 +10,8 @@ Groups: K separately trained networks of one image (INR zoos, `image_index`; an 
 seeds: `gmnae zoo build mnist5k-inr --seeds N`) or of the zoo's task with one activation (CNN
 zoos); an image with N seeds gives ⌊N/K⌋ groups; no network is in two groups of one K. Quality: PSNR of the rendering against the target
 image (INRs, dB), accuracy on the task's held-out images (CNNs). Methods: `naive` (mean weights),
-`mergemany` (Git Re-Basin's MergeMany, gmnae/merge/kway.py), `ae` (decode the mean latent) and
+`mergemany` (Git Re-Basin's MergeMany, gmnae/merge/kway.py, with the activation's variant:
+wm-signed for sine/tanh, wm-scale for ReLU), `mergemany-wm` (permutations only), `ae` (decode the mean latent) and
 `ae-endpoints` (mean of the decoded networks), plus the parents decoded one by one (`parents
 decoded`: the autoencoder's own ceiling).
 """
@@ -135,7 +136,8 @@ class KWayResult:
                          + "</table>")
         parts.append("<p class='note'>Groups of K separately trained networks (INRs: of one image; CNNs: of the "
                      "task, one activation). naive: mean weights; mergemany: Git Re-Basin's MergeMany (each network "
-                     "matched to the mean of the others until no assignment changes); ae: dec(mean of the K latents); "
+                     "matched to the mean of the others until no assignment changes; signed permutations for sine/tanh, "
+                     "scale-aware for ReLU); mergemany-wm: the same with permutations only; ae: dec(mean of the K latents); "
                      "ae-endpoints: mean of dec(enc(θ<sub>k</sub>)); parents decoded: dec(enc(θ<sub>k</sub>)) one by "
                      "one, averaged over the parents.</p>")
         parts += [f"<p class='note'>{html.escape(n)}</p>" for n in self.notes]
@@ -153,6 +155,7 @@ class KWayEvaluation:
     def run(self, model=None, log=None) -> KWayResult:
         from .ae_merge import ae_endpoints_merge, ae_merge
         from .kway import merge_many, weighted_mean
+        from .matching import default_method
 
         t0 = time.perf_counter()
         rows, notes = [], []
@@ -175,6 +178,9 @@ class KWayEvaluation:
                 parents = _quality(ev_all, g.nets.reshape(G * K, P)).view(G, K).mean(1)
                 merged = {"naive": weighted_mean(g.nets),
                           "mergemany": merge_many(g.arch, g.nets, max_iter=self.max_iter, seed=self.seed).merged}
+                if default_method(act) != "wm":  # the permutation-only variant beside the signed / scale-aware one
+                    merged["mergemany-wm"] = merge_many(g.arch, g.nets, "wm", max_iter=self.max_iter,
+                                                        seed=self.seed).merged
                 if model is not None:
                     merged["ae"] = ae_merge(model, g.nets, activation=act).cpu()
                     merged["ae-endpoints"] = ae_endpoints_merge(model, g.nets, activation=act).cpu()

@@ -21,7 +21,7 @@ def test_evaluate_has_the_kway_section(inr_autoencoder_run, digits_inr_zoo, tmp_
     assert "K=4 (sine): no group of 4" in out  # the fixture zoo has 2 seeds per image
     kway = json.loads((tmp_path / "summary.json").read_text())["kway"]
     by = {r["method"]: r for r in kway["rows"]}
-    assert set(by) == {"naive", "mergemany", "ae", "ae-endpoints", "parents decoded"}
+    assert set(by) == {"naive", "mergemany", "mergemany-wm", "ae", "ae-endpoints", "parents decoded"}
     assert all(r["k"] == 2 and r["groups"] == 3 for r in kway["rows"])
     html = (tmp_path / "report.html").read_text()
     assert "K-way merges on the train split" in html and html.index("K-way merges") < html.index("<h2>Config")
