@@ -20,7 +20,7 @@ from .errors import GmnaeError
 COMMANDS = {
     "train": ("gmnae.train", "train an autoencoder: gmnae train dataset=NAME key=value ..."),
     "evaluate": ("gmnae.evaluate", "interpolation/barrier evaluation of a trained checkpoint"),
-    "merge": ("gmnae.merge.command", "align and merge two networks (weight matching)"),
+    "merge": ("gmnae.merge.command", "merge networks: weight matching (two), MergeMany or the autoencoder (K)"),
     "bench": ("gmnae.bench", "run the benchmarks (prints ratios, writes bench/results.json)"),
 }
 ZOO_COMMANDS = {
