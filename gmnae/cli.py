@@ -22,7 +22,7 @@ from .errors import GmnaeError
 COMMANDS = {
     "train": ("gmnae.train", "train an autoencoder: gmnae train dataset=NAME key=value ..."),
     "evaluate": ("gmnae.evaluate", "interpolation/barrier evaluation of a trained checkpoint"),
-    "merge": ("gmnae.merge.command", "align and merge two networks (weight matching)"),
+    "merge": ("gmnae.merge.command", "merge networks: weight matching (two), MergeMany or the autoencoder (K)"),
     "bench": ("gmnae.bench", "run the benchmarks (prints ratios, writes bench/results.json)"),
     "report": ("gmnae.results_table", "one table of runs' final metrics, mean ± std over seeds: gmnae report RUN|SWEEP ..."),
 }

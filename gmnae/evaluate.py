@@ -2,8 +2,10 @@
 
     gmnae evaluate runs/digits-inr-scalegmn-small-s0/checkpoints/last.ckpt --split test --pairs 100
 
-Prints the barrier table (method x pair kind) and writes CSV, PNG and `report.html` to --out
-(default: <run>/evaluate-<split>/). The run's `config.yaml` supplies the dataset (zoo, task data).
+Prints the barrier table (method x pair kind) and the K-way merge table (gmnae/merge/kway_eval.py:
+K networks of one image / task merged by naive averaging, MergeMany and the autoencoder, next to
+their parents' mean) and writes CSV, PNG and `report.html` to --out (default:
+<run>/evaluate-<split>/). The run's `config.yaml` supplies the dataset (zoo, task data).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="run config (default: config.yaml of the checkpoint's run folder)")
     p.add_argument("--out", help="output folder (default <run>/evaluate-<split>)")
     p.add_argument("--device", default="auto", help="cpu, cuda (gpu), cuda:N or auto (default: cuda when there is one)")
+    p.add_argument("--kway", default="2,4,8", help="K-way merge section: group sizes K (default 2,4,8; none: skip)")
+    p.add_argument("--kway-groups", type=int, default=16, help="groups per K of the K-way section (default 16)")
 
 
 def resolve_device(name: str) -> str:
@@ -45,6 +49,7 @@ def run(args) -> int:
 
     from .autoencoder import WeightSpaceAutoencoder
     from .evaluation import MergeEvaluation
+    from .merge.kway_eval import KWayEvaluation, parse_ks
     from .report import write_evaluation
     from .zoo.format import Zoo
 
@@ -73,18 +78,29 @@ def run(args) -> int:
     if zoo.arch.layers != model.arch.layers:
         raise GmnaeError(f"zoo {zoo.root} holds {zoo.arch.describe()}, the checkpoint was trained on "
                          f"{model.arch.describe()}; pass --zoo")
+    try:
+        kway_ks = parse_ks(args.kway)
+    except ValueError as e:
+        raise GmnaeError(f"--kway {args.kway}: {e}; pass sizes like 2,4,8 (or none)") from e
     evaluation = MergeEvaluation.from_config(zoo, cfg, args.split)
     result = evaluation.run(model.eval())
+    kway = (KWayEvaluation(zoo, args.split, kway_ks, args.kway_groups, cfg.seed, cfg.evaluation.max_iter,
+                           cfg.dataset.get("data_root"), cfg.dataset.get("activation")).run(model)
+            if kway_ks else None)
     out = Path(args.out) if args.out else ckpt.parent.parent / f"evaluate-{args.split}"
     kind = next(iter(evaluation.pair_sets))
     ckpt_meta = torch.load(ckpt, map_location="cpu", weights_only=False)
     write_evaluation(out / "eval", result, f"gmnae evaluate · {ckpt}", model, OmegaConf.to_yaml(cfg),
                      ckpt_meta.get("global_step", 0), ckpt_meta.get("epoch", 0),
                      sample=(evaluation.pair_sets[kind].arch, evaluation.sample_networks()[1]), split=args.split,
-                     metrics_csv=ckpt.parent.parent / "csv" / "metrics.csv")
-    (out / "summary.json").write_text(json.dumps({"barriers": result.summary(),
-                                                  "reconstruction": result.reconstruction}, indent=2))
+                     metrics_csv=ckpt.parent.parent / "csv" / "metrics.csv", extra_html=kway.html() if kway else "")
+    summary = {"barriers": result.summary(), "reconstruction": result.reconstruction}
+    if kway:
+        summary["kway"] = {"rows": kway.rows, "notes": kway.notes}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(result.table())
+    if kway:
+        print(kway.table())
     for k, v in result.reconstruction.items():
         print(f"{k}: {v:.4f}")
     print(f"report: {out / 'report.html'}")

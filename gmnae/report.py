@@ -227,8 +227,10 @@ def barrier_table_html(result: EvaluationResult) -> str:
 
 def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yaml: str = "",
                  recon_png: bytes | None = None, curves_png: bytes | None = None, step: int | None = None,
-                 history_csv: Path | None = None, split: str | None = None, metrics_csv: Path | None = None) -> Path:
-    """Write `report.html` (self-contained) into out_dir; returns its path."""
+                 history_csv: Path | None = None, split: str | None = None, metrics_csv: Path | None = None,
+                 extra_html: str = "") -> Path:
+    """Write `report.html` (self-contained) into out_dir; returns its path. `extra_html`: further sections
+    (e.g. the K-way merge table of `gmnae evaluate`), placed before the config."""
     out_dir.mkdir(parents=True, exist_ok=True)
     curves_png = curves_png or figure_png(curves_figure(result))
     recon_rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{v:.4f}</td><td>{unit}</td></tr>"
@@ -265,6 +267,8 @@ def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yam
     if history is not None:
         parts += ["<h2>Barrier history</h2>", _img(figure_png(history), "barrier history"),
                   f"<p class='note'>all numbers: {html.escape(history_csv.name)} beside this report's figures</p>"]
+    if extra_html:
+        parts.append(extra_html)
     if config_yaml:
         parts += ["<h2>Config</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]
     parts.append("</body></html>")
@@ -275,7 +279,7 @@ def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yam
 
 def write_evaluation(out_dir: Path, result: EvaluationResult, title: str, model=None, config_yaml: str = "",
                      step: int = 0, epoch: int = 0, sample: tuple | None = None, split: str | None = None,
-                     metrics_csv: Path | None = None) -> dict[str, bytes]:
+                     metrics_csv: Path | None = None, extra_html: str = "") -> dict[str, bytes]:
     """CSV + PNG + HTML for one evaluation (rank 0 only). Returns the PNGs for loggers."""
     out_dir.mkdir(parents=True, exist_ok=True)
     curves_png = figure_png(curves_figure(result))
@@ -288,5 +292,5 @@ def write_evaluation(out_dir: Path, result: EvaluationResult, title: str, model=
         _atomic_write(out_dir / "reconstructions.png", pngs["reconstructions"])
     report_dir = out_dir.parent if out_dir.name == "eval" else out_dir
     write_report(report_dir, result, title, config_yaml, pngs.get("reconstructions"), curves_png, step,
-                 out_dir / "barriers.csv", split, metrics_csv or report_dir / "csv" / "metrics.csv")
+                 out_dir / "barriers.csv", split, metrics_csv or report_dir / "csv" / "metrics.csv", extra_html)
     return pngs

@@ -5,10 +5,12 @@
     path = method_path(arch, a, b, "wm", lambda_grid(25))    # [n, 25, P]
     curves = evaluator(path)                                  # {"mse": [n, 25], ...}
     barrier_metrics(curves[evaluator.primary])               # {"barrier": [n], ...}
+    merge_many(arch, nets).merged                             # K-way: nets [K, P] or [G, K, P]
 """
 from .barriers import auc, barrier, barrier_linear, barrier_metrics, endpoint_line, max_loss
 from .interpolation import (ClassifierEvaluator, InrEvaluator, interpolation_curves, lambda_grid, linear_path,
                             method_curves, method_path, zoo_evaluator)
+from .kway import KWAY_METHODS, MergeManyResult, merge_many, sign_canonicalisation, weighted_mean
 from .matching import (MATCH_METHODS, METHODS, MatchResult, align, available_solvers, certify_optimal, check_method,
                        choose_solver, default_method, hungarian_torch, match_weights, solve_assignments, transform,
                        unit_normalisation, weight_matching_reference)
@@ -22,4 +24,5 @@ __all__ = [
     "choose_solver", "default_method", "hungarian_torch", "match_weights", "solve_assignments", "transform",
     "unit_normalisation", "weight_matching_reference",
     "PairSet", "independent_indices", "orbit_kinds", "orbit_pairs", "zoo_pairs",
+    "KWAY_METHODS", "MergeManyResult", "merge_many", "sign_canonicalisation", "weighted_mean",
 ]

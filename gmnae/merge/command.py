@@ -1,9 +1,19 @@
-"""`gmnae merge`: align network B to network A by weight matching and write their interpolation.
+"""`gmnae merge`: merge two or more networks (weight matching, MergeMany, the autoencoder) into one.
 
     gmnae merge a.pth b.pth --out merged.pt                          # MNIST-INR files: SIREN inferred
     gmnae merge a.pt b.pt --method wm-scale --arch small-cnn-relu --out merged.pt
     gmnae merge a.pt b.pt --arch zoo/digits-cnn --activation tanh --method wm-signed \\
         --alpha 0.5 --out merged.pt --curve curve.csv                # curve on the zoo's held-out images
+    gmnae merge a.pt b.pt c.pt d.pt --method mergemany --out merged.pt        # Git Re-Basin's MergeMany
+    gmnae merge a.pt b.pt c.pt --method ae --model runs/NAME --weights 2,1,1 --out merged.pt
+
+Methods: `wm`, `wm-signed`, `wm-scale` align B to A (two inputs); `naive` averages; `mergemany`
+aligns K networks to each other (gmnae/merge/kway.py; `--match` picks the variant, default the
+activation's: wm-signed for sine/tanh, wm-scale for ReLU); `ae` decodes the weighted mean latent
+of the inputs with the autoencoder `--model` (a run folder or a .ckpt), `ae-endpoints` averages
+their decodings (gmnae/merge/ae_merge.py). Weights: `--alpha` for two inputs ((1 − α)·A + α·B),
+else equal unless `--weights w1,w2,...` (scaled to sum 1). With `--model`, every input must have
+the architecture the autoencoder was trained on.
 
 Inputs are plain `state_dict` files (`torch.save(model.state_dict(), path)`; a checkpoint dict
 holding one under "state_dict" works too) whose floating-point tensors come in the flat layout's
@@ -28,18 +38,28 @@ import torch
 from ..errors import GmnaeError
 from ..weightspace.registry import ACTIVATIONS, activations_with
 
-METHOD_CHOICES = ("wm", "wm-signed", "wm-scale", "naive")
+PAIR_METHODS = ("wm", "wm-signed", "wm-scale")
+AE_METHODS = ("ae", "ae-endpoints")
+METHOD_CHOICES = (*PAIR_METHODS, "naive", "mergemany", *AE_METHODS)
 MNIST_INR_KEYS = ["seq.0.weight", "seq.0.bias", "seq.1.weight", "seq.1.bias", "seq.2.weight", "seq.2.bias"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("a", help="state dict of network A (the reference; B is aligned to it)")
+    p.add_argument("a", help="state dict of network A (the reference; the output has its keys and units)")
     p.add_argument("b", help="state dict of network B (same architecture)")
+    p.add_argument("more", nargs="*", metavar="C", help="more networks (methods naive, mergemany, ae, ae-endpoints)")
     p.add_argument("--method", choices=METHOD_CHOICES, default="wm",
                    help=f"wm: permutations; wm-signed: signed permutations ({', '.join(activations_with('sign'))}); "
-                        f"wm-scale: permutations after unit-norm rescaling ({', '.join(activations_with('scale'))}); "
-                        "naive: no alignment (default wm)")
-    p.add_argument("--alpha", type=float, default=0.5, help="merged = (1 - alpha) A + alpha align(B) (default 0.5)")
+                        f"wm-scale: permutations after unit-norm rescaling ({', '.join(activations_with('scale'))}); naive: no alignment; "
+                        "mergemany: K networks aligned to each other; ae: decode the mean latent (--model); "
+                        "ae-endpoints: mean of the decoded networks (default wm)")
+    p.add_argument("--alpha", type=float, help="two inputs: merged = (1 - alpha) A + alpha B (aligned) (default 0.5)")
+    p.add_argument("--weights", help="w1,w2,...: one non-negative weight per input, scaled to sum 1 "
+                                     "(default: equal; two inputs: --alpha)")
+    p.add_argument("--model", help="the autoencoder of --method ae / ae-endpoints: a run folder "
+                                   "(its checkpoints/last.ckpt) or a checkpoint path")
+    p.add_argument("--match", choices=PAIR_METHODS,
+                   help="matching variant of --method mergemany (default: wm-signed for sine/tanh, wm-scale for ReLU)")
     p.add_argument("--out", required=True, help="where to write the merged state dict (.pt)")
     p.add_argument("--force", action="store_true", help="allow --out to be one of the inputs (replaces it)")
     p.add_argument("--arch", help="architecture name (siren, mnist-inr, small-cnn-relu, small-cnn-tanh, "
@@ -230,24 +250,148 @@ def check_outputs(args) -> None:
         out = Path(path)
         if out.is_dir():
             raise GmnaeError(f"{flag} {out} is a folder; pass a file path (e.g. {out / 'merged.pt'})")
-        if out.exists() and not args.force and any(out.resolve() == Path(x).resolve() for x in (args.a, args.b)):
+        if out.exists() and not args.force and any(out.resolve() == Path(x).resolve() for x in input_paths(args)):
             raise GmnaeError(f"{flag} {out} is one of the inputs and would be overwritten; pass another path "
                              "(or --force to replace it)")
         check_writable(out.parent, f"{flag} {out}")
 
 
-def run(args) -> int:
-    from .barriers import barrier
-    from .interpolation import lambda_grid, linear_path
-    from .matching import check_method, match_weights
+def input_paths(args) -> list[str]:
+    return [args.a, args.b, *(getattr(args, "more", None) or [])]
 
-    if not (0.0 <= args.alpha <= 1.0) or math.isnan(args.alpha):
-        raise GmnaeError(f"--alpha {args.alpha} is outside [0, 1]; 0 gives A, 1 gives the aligned B")
+
+def merge_weights(args, k: int) -> torch.Tensor:
+    """The inputs' weights, summing to 1: --alpha (two inputs), --weights, or equal."""
+    from .kway import normalise_weights
+
+    if args.alpha is not None:
+        if not (0.0 <= args.alpha <= 1.0) or math.isnan(args.alpha):
+            raise GmnaeError(f"--alpha {args.alpha} is outside [0, 1]; 0 gives A, 1 gives the aligned B")
+        if k != 2:
+            raise GmnaeError(f"--alpha weights two inputs, these are {k}; pass --weights w1,...,w{k} (or nothing: equal)")
+        if args.weights:
+            raise GmnaeError("--alpha and --weights both given; pass one of them")
+        return torch.tensor([1.0 - args.alpha, args.alpha], dtype=torch.float64)
+    if args.weights:
+        try:
+            w = [float(x) for x in args.weights.split(",")]
+        except ValueError as e:
+            raise GmnaeError(f"--weights {args.weights}: not a comma-separated list of numbers (e.g. 1,1,2)") from e
+        if len(w) != k:
+            raise GmnaeError(f"--weights {args.weights}: {len(w)} weights for {k} inputs; give one per input")
+        try:
+            return normalise_weights(w, k)
+        except ValueError as e:
+            raise GmnaeError(f"--weights {args.weights}: {e}") from e
+    return normalise_weights(None, k)
+
+
+def check_method_inputs(args, k: int) -> None:
+    """Method, input count and flags fit together (before anything is read)."""
+    if args.method in PAIR_METHODS and k > 2:
+        raise GmnaeError(f"--method {args.method} aligns two networks, these are {k}; use --method mergemany "
+                         "(or naive, ae) for more")
+    if args.method in AE_METHODS and not args.model:
+        raise GmnaeError(f"--method {args.method} decodes with an autoencoder: pass --model RUN_DIR (or a .ckpt)")
+    if args.model and args.method not in AE_METHODS:
+        raise GmnaeError(f"--model is used by --method ae / ae-endpoints only, not {args.method}; drop it")
+    if args.match and args.method != "mergemany":
+        raise GmnaeError(f"--match picks the variant of --method mergemany; for two networks use --method {args.match}")
+    if args.curve and (k != 2 or args.method not in (*PAIR_METHODS, "naive")):
+        raise GmnaeError("--curve draws the path between two networks for naive and weight matching; drop it "
+                         f"for --method {args.method} with {k} inputs")
+
+
+def model_architecture(args, model):
+    """The autoencoder's architecture (activation fixed); an --arch that disagrees is an error."""
+    from ..weightspace import named_architecture
+    from ..zoo import Zoo
+
+    arch = model.arch
+    if args.arch:
+        try:
+            given = Zoo(args.arch).arch if Path(args.arch).is_dir() else named_architecture(args.arch)
+        except ValueError as e:
+            raise GmnaeError(f"--arch {args.arch}: {e}") from e
+        if given.layers != arch.layers:
+            raise GmnaeError(f"--arch {args.arch} is {given.describe()}, but the model {args.model} was trained on "
+                             f"{arch.describe()}; drop --arch or pass the model of that zoo")
+    if args.activation:
+        if arch.activation not in ("mixed", args.activation):
+            raise GmnaeError(f"--activation {args.activation} contradicts the model's {arch.activation}; drop it")
+        arch = arch.with_activation(args.activation)
+    if arch.activation == "mixed":
+        raise GmnaeError(f"the model {args.model} was trained on a zoo of mixed activations: pass --activation "
+                         "relu|tanh for these networks")
+    return arch
+
+
+def model_params(arch, model_path: str, path: str, state: dict) -> torch.Tensor:
+    """An input's flat parameters, refused when its tensors are not those of the model's zoo."""
+    want = [tuple(s) for _, s in arch.param_shapes]
+    got = [tuple(v.shape) for _, v in float_items(state)]
+    if got != want:
+        first = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+        detail = (f"tensor {first} has shape {list(got[first])}, the zoo's {list(want[first])}"
+                  if first < min(len(got), len(want)) else f"{len(got)} tensors, the zoo's {len(want)}")
+        raise GmnaeError(f"{path}: not the architecture of the model's zoo ({detail}; the model {model_path} "
+                         f"merges {arch.describe()}); merge networks of the zoo the autoencoder was trained on")
+    return torch.cat([v.detach().reshape(-1).to(torch.float64) for _, v in float_items(state)])
+
+
+def run(args) -> int:
+    paths = input_paths(args)
+    k = len(paths)
     if args.curve and Path(args.curve).suffix not in (".csv", ".png"):
         raise GmnaeError(f"--curve {args.curve}: write a .csv or a .png file")
     if args.points < 2:
         raise GmnaeError("--points must be at least 2")
+    check_method_inputs(args, k)
+    weights = merge_weights(args, k)
     check_outputs(args)
+    if args.method in PAIR_METHODS or (args.method == "naive" and k == 2):
+        return run_pair(args, float(weights[1]))
+    states = [load_state_dict(p) for p in paths]
+    for p, st in zip(paths[1:], states[1:]):
+        check_same_layout(paths[0], states[0], p, st)
+    if args.method in AE_METHODS:
+        from .ae_merge import ae_endpoints_merge, ae_merge, load_autoencoder
+
+        model = load_autoencoder(args.model)
+        arch = model_architecture(args, model)
+        nets = torch.stack([model_params(arch, args.model, p, st) for p, st in zip(paths, states)])
+        fn = ae_merge if args.method == "ae" else ae_endpoints_merge
+        merged = fn(model, nets, weights, arch.activation)
+        detail = f"model {args.model}"
+    else:
+        from .kway import merge_many, weighted_mean
+
+        arch, _ = resolve_architecture(args, states[0])
+        nets = torch.stack([flat_params(arch, p, st) for p, st in zip(paths, states)])
+        if args.method == "naive":
+            merged, detail = weighted_mean(nets, weights), "no alignment"
+        else:
+            try:
+                res = merge_many(arch, nets, args.match, weights, max_iter=args.max_iter, seed=args.seed)
+            except ValueError as e:
+                raise GmnaeError(f"--match {args.match}: {e}") from e
+            merged = res.merged
+            detail = (f"matching {res.method}, rounds {int(res.rounds[0])}"
+                      + ("" if bool(res.converged[0]) else " (stopped before converging)"))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state_from_flat(states[0], merged), out)
+    print(f"merged {k} networks ({', '.join(paths)}): {arch.describe()}")
+    print(f"  method {args.method}, weights {', '.join(f'{float(w):.4g}' for w in weights)}, {detail} -> {out}")
+    return 0
+
+
+def run_pair(args, alpha: float) -> int:
+    """Two networks: B aligned to A by weight matching (or not: naive), (1 − α)·A + α·align(B), optional curve."""
+    from .barriers import barrier
+    from .interpolation import lambda_grid, linear_path
+    from .matching import check_method, match_weights
+
     sa, sb = load_state_dict(args.a), load_state_dict(args.b)
     check_same_layout(args.a, sa, args.b, sb)
     arch, zoo = resolve_architecture(args, sa)
@@ -261,13 +405,13 @@ def run(args) -> int:
     a, b = flat_params(arch, args.a, sa), flat_params(arch, args.b, sb)
     res = match_weights(arch, a.unsqueeze(0), b.unsqueeze(0), args.method, max_iter=args.max_iter, seed=args.seed)
     aligned = res.aligned[0]
-    merged = (1 - args.alpha) * a + args.alpha * aligned
+    merged = (1 - alpha) * a + alpha * aligned
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state_from_flat(sa, merged), out)
     moved = (aligned - b).abs().max().item()
     print(f"merged {args.a} and {args.b}: {arch.describe()}")
-    print(f"  method {args.method}, alpha {args.alpha:g}, sweeps {int(res.sweeps[0])}, "
+    print(f"  method {args.method}, alpha {alpha:g}, sweeps {int(res.sweeps[0])}, "
           f"max |align(B) - B| {moved:.4g} -> {out}")
     if args.curve:
         ev = curve_evaluator(arch, zoo, a, args.data_root)
