@@ -70,6 +70,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zoo", help="zoo folder whose task data the --curve is evaluated on")
     p.add_argument("--curve", help="write the interpolation curve (naive and --method) to FILE.csv or FILE.png")
     p.add_argument("--points", type=int, default=25, help="λ points of the curve (default 25)")
+    p.add_argument("--finetune", type=int, default=0, metavar="STEPS",
+                   help="then STEPS Adam steps of the merged network towards its parents' weighted mean function "
+                        "(SIRENs: renderings; CNNs: class probabilities on the task's train images; default 0: off)")
+    p.add_argument("--finetune-lr", type=float, default=1e-3, help="learning rate of --finetune (default 1e-3)")
     p.add_argument("--max-iter", type=int, default=100, help="weight-matching sweeps at most (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sweep order (default 0)")
     p.add_argument("--data-root", help="folder with the task's image data (CIFAR-10 zoos)")
@@ -209,6 +213,41 @@ def curve_evaluator(arch, zoo, a: torch.Tensor, data_root: str | None):
     return ClassifierEvaluator(arch, images.double(), labels, arch.activation)
 
 
+def finetune_merged(args, arch, zoo, merged: torch.Tensor, parents: torch.Tensor,
+                    weights: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """`--finetune`: Adam steps of the merged network `[P]` towards its parents' `[K, P]` weighted mean function.
+    Returns the tuned network and a note with the distance to that function before and after."""
+    from ..tasks.grid import coordinate_grid
+    from .finetune import finetune_to_function, parents_target
+
+    if arch.family == "siren":
+        res = int(zoo.task.get("resolution", 28)) if zoo is not None and zoo.task else 28
+        inputs = coordinate_grid(res, dtype=merged.dtype)
+    else:
+        from ..tasks.classification import task_images
+
+        task = curve_task(arch, zoo)
+        if task is None:
+            raise GmnaeError("--finetune for a CNN needs its task's images: pass --zoo ZOO_DIR of the networks' task")
+        inputs = task_images(task, "train", args.data_root)[0][:1024].to(merged.dtype)
+    target = parents_target(arch, parents.unsqueeze(0).to(merged.dtype), weights.unsqueeze(0).to(merged.dtype), inputs)
+    tuned = finetune_to_function(arch, merged.unsqueeze(0), target, inputs, args.finetune, args.finetune_lr)
+
+    def distance(p):  # MSE to the target rendering / cross-entropy to the target probabilities
+        from ..weightspace.functional import forward
+
+        with torch.no_grad():
+            out = forward(arch, p, inputs)
+            if arch.family == "siren":
+                return float((out - target).pow(2).mean())
+            return float(-(target * out.log_softmax(-1)).sum(-1).mean())
+
+    what = "MSE to the parents' mean rendering" if arch.family == "siren" else "cross-entropy to the parents' mean prediction"
+    note = (f"; fine-tuned {args.finetune} steps: {what} {distance(merged.unsqueeze(0)):.4g} -> "
+            f"{distance(tuned):.4g}")
+    return tuned[0], note
+
+
 def write_curve(path: str, lambdas: torch.Tensor, curves: dict[str, dict[str, torch.Tensor]], primary: str) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -346,6 +385,9 @@ def run(args) -> int:
         raise GmnaeError(f"--curve {args.curve}: write a .csv or a .png file")
     if args.points < 2:
         raise GmnaeError("--points must be at least 2")
+    if args.finetune < 0 or args.finetune_lr <= 0:
+        raise GmnaeError(f"--finetune {args.finetune} --finetune-lr {args.finetune_lr:g}: steps must be >= 0 "
+                         "and the learning rate > 0")
     check_method_inputs(args, k)
     weights = merge_weights(args, k)
     check_outputs(args)
@@ -378,6 +420,12 @@ def run(args) -> int:
             merged = res.merged
             detail = (f"matching {res.method}, rounds {int(res.rounds[0])}"
                       + ("" if bool(res.converged[0]) else " (stopped before converging)"))
+    if args.finetune:
+        from ..zoo import Zoo
+
+        zoo = Zoo(args.zoo) if args.zoo else None
+        merged, ft = finetune_merged(args, arch, zoo, merged, nets, weights)
+        detail += ft
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state_from_flat(states[0], merged), out)
@@ -406,13 +454,19 @@ def run_pair(args, alpha: float) -> int:
     res = match_weights(arch, a.unsqueeze(0), b.unsqueeze(0), args.method, max_iter=args.max_iter, seed=args.seed)
     aligned = res.aligned[0]
     merged = (1 - alpha) * a + alpha * aligned
+    ft = ""
+    if args.finetune:
+        if arch.family == "cnn" and curve_task(arch, zoo) is None:
+            raise GmnaeError("--finetune for a CNN needs its task's images: pass --zoo ZOO_DIR of the networks' task")
+        merged, ft = finetune_merged(args, arch, zoo, merged, torch.stack([a, aligned]),
+                                     torch.tensor([1 - alpha, alpha], dtype=a.dtype))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state_from_flat(sa, merged), out)
     moved = (aligned - b).abs().max().item()
     print(f"merged {args.a} and {args.b}: {arch.describe()}")
     print(f"  method {args.method}, alpha {alpha:g}, sweeps {int(res.sweeps[0])}, "
-          f"max |align(B) - B| {moved:.4g} -> {out}")
+          f"max |align(B) - B| {moved:.4g}{ft} -> {out}")
     if args.curve:
         ev = curve_evaluator(arch, zoo, a, args.data_root)
         lam = lambda_grid(args.points, dtype=torch.float64)

@@ -147,3 +147,27 @@ def test_merge_checks_its_output_path_first(inr_files, capsys):
     assert (d / "b.pth").read_bytes() == before
     assert main(["merge", A, B, "--out", B, "--force"]) == 0  # asked for: replaces B
     assert (d / "b.pth").read_bytes() != before
+
+
+def test_merge_finetune_moves_the_midpoint_towards_the_parents_function(inr_files, capsys):
+    """`--finetune S` equals the library's fine-tune of the written midpoint, and brings it closer to the
+    parents' mean rendering; a negative step count is refused before anything is written."""
+    from gmnae.merge.finetune import finetune_to_function
+    from gmnae.weightspace import siren_render
+
+    arch, a, b, d = inr_files
+    assert main(["merge", str(d / "a.pth"), str(d / "b.pth"), "--method", "naive", "--out", str(d / "mid.pt")]) == 0
+    assert main(["merge", str(d / "a.pth"), str(d / "b.pth"), "--method", "naive", "--finetune", "30",
+                 "--out", str(d / "tuned.pt")]) == 0
+    assert "fine-tuned 30 steps" in capsys.readouterr().out
+    mid, tuned = _flat(torch.load(d / "mid.pt")), _flat(torch.load(d / "tuned.pt"))
+    coords = coordinate_grid(28, dtype=torch.float64)
+    a32, b32 = a.float().double(), b.float().double()
+    target = 0.5 * (siren_render(arch, a32[None], coords) + siren_render(arch, b32[None], coords))
+    expected = finetune_to_function(arch, mid[None], target, coords, 30)[0]
+    torch.testing.assert_close(tuned, expected.float().double(), rtol=1e-4, atol=1e-5)
+    err = lambda p: float((siren_render(arch, p[None], coords) - target).pow(2).mean())
+    assert err(tuned) < 0.5 * err(mid)
+
+    assert main(["merge", str(d / "a.pth"), str(d / "b.pth"), "--finetune", "-1", "--out", str(d / "neg.pt")]) == 2
+    assert "--finetune -1" in capsys.readouterr().err and not (d / "neg.pt").exists()
