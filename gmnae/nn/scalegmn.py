@@ -35,7 +35,7 @@ layer never materialises the projected edges, it folds the projection into the f
 
 Speed (CPU): the per-edge gate runs through `_GatedEdge`, a hand-written backward with ~40% fewer passes
 over the per-edge tensors than autograd's; batches run in cache-sized chunks of networks (networks are
-independent); `cfg.compile` adds torch.compile on top. `gmnae bench --only encoder` measures all of it.
+independent); `cfg.compile` adds torch.compile on top. `python -m benchmarks --only encoder` measures all of it.
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ class ScaleGMNEncoder(nn.Module):
         if not c or B <= c and not self.cfg.compile:
             return self._forward_chunk(params, activation, path)
         # Networks are independent (nothing mixes the batch), so the batch runs in chunks sized to keep the
-        # per-edge tensors in cache -- on CPU that is ~2x faster than one big batch. Under torch.compile
+        # per-edge tensors in cache (benchmarks/README.md has the measurement). Under torch.compile
         # every chunk gets the same shape (the last one padded) so one compiled graph serves all batches.
         outs = []
         for i in range(0, B, c):
@@ -172,7 +172,7 @@ class ScaleGMNEncoder(nn.Module):
     def chunk_size(self, params: torch.Tensor) -> int:
         """Networks per chunk: `cfg.chunk_size`, or automatically ~4M per-edge values (16 MB in float32) on
         CPU, none on GPU. Smaller chunks fit the caches better, but each chunk is another few hundred
-        small ops, and on a busy machine every op is a thread hand-off that can stall: 4M is the knee."""
+        small ops; 4M is where the two balance (benchmarks/README.md)."""
         if self.cfg.chunk_size is not None:
             return self.cfg.chunk_size
         if params.device.type != "cpu":
