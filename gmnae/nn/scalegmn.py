@@ -36,6 +36,9 @@ layer never materialises the projected edges, it folds the projection into the f
 Speed (CPU): the per-edge gate runs through `_GatedEdge`, a hand-written backward with ~40% fewer passes
 over the per-edge tensors than autograd's; batches run in cache-sized chunks of networks (networks are
 independent); `cfg.compile` adds torch.compile on top. `python -m benchmarks --only encoder` measures all of it.
+
+Files: `invariant_blocks` (Canon, gates, invariant / equivariant / plain MLPs), `gated_edge` (the fused
+per-edge kernel), `scalegmn_layer` (one message-passing layer, both paths); this module: the encoder.
 """
 from __future__ import annotations
 
