@@ -31,7 +31,7 @@ test-all: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/gmnae bench
+	$(BIN)/python -m benchmarks
 
 # Every GPU check in one run (<= 8 min on one GPU); skips with one line where there is no CUDA device.
 gpu-check:

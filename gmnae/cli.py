@@ -1,4 +1,4 @@
-"""`gmnae` command line: train, evaluate, merge, report, zoo (build | info | verify | import), bench.
+"""`gmnae` command line: train, evaluate, merge, report, zoo (build | info | verify | import).
 
     gmnae zoo build digits-inr            # train the built-in INR zoo (resumable)
     gmnae train dataset=digits-inr        # OmegaConf overrides as key=value
@@ -9,6 +9,7 @@
 
 Each subcommand lives in its own module with `add_arguments(parser)` and `run(args)`; modules are
 imported only when their command runs, so `gmnae zoo info` does not pay for Lightning's import.
+The benchmarks are not part of the installed package: `make bench` (`python -m benchmarks` in the checkout).
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ COMMANDS = {
     "train": ("gmnae.train", "train an autoencoder: gmnae train dataset=NAME key=value ..."),
     "evaluate": ("gmnae.evaluate", "interpolation/barrier evaluation of a trained checkpoint"),
     "merge": ("gmnae.merge.command", "merge networks: weight matching (two), MergeMany or the autoencoder (K)"),
-    "bench": ("gmnae.bench", "run the benchmarks (prints ratios, writes bench/results.json)"),
     "report": ("gmnae.results_table", "one table of runs' final metrics, mean ± std over seeds: gmnae report RUN|SWEEP ..."),
 }
 ZOO_COMMANDS = {

@@ -1,9 +1,8 @@
 """How many CPU threads torch may use: the CPUs this process can run on, less what others keep busy.
 
 torch's default is one thread per core of the machine. On a shared machine (a cluster node, a CI
-runner, a laptop running something else) those threads spin against the other processes: measured
-on 2 cores with one other busy process, `gmnae train dataset=digits-cnn` ran 25x slower with torch's
-2 threads than with 1. So every `gmnae` command chooses:
+runner, a laptop running something else) those threads spin against the other processes (many times slower
+than one thread each; benchmarks/README.md). So every `gmnae` command chooses:
 
     threads = min(CPUs we may use (affinity, cgroup quota), CPUs of the machine - CPUs others keep busy), >= 1
 

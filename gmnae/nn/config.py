@@ -40,7 +40,7 @@ class EncoderConfig:
                                     # symmetry; without it hidden SIREN weights (~0.01) barely reach the states)
     chunk_size: Optional[int] = None  # networks per chunk: None = auto (cache-sized on CPU, whole batch on GPU), 0 = off
     compile: bool = False           # torch.compile the dense path (CPU: INR config ~1.4x faster after ~1 min of
-                                    # compiling; the CNN config (d=256) gets slower -- measure with `gmnae bench`)
+                                    # compiling; the CNN config (d=256) gets slower -- measure with `make bench`)
 
     def __post_init__(self):
         for name, allowed in (("symmetry", SYMMETRIES), ("path", PATHS), ("aggregation", AGGREGATIONS),

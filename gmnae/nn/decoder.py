@@ -10,7 +10,8 @@ class MLPDecoder(nn.Module):
 
     With `hidden = (2d, 4d)` this is Boufalis et al.'s `d -> 2d -> 4d -> P`.
 
-    `standardize=True` (our default) emits `mean + std * net(z)` with the zoo's per-parameter mean
+    `standardize=True` (the config default, `model.decoder.standardize`; the class default False is
+    the published raw output) emits `mean + std * net(z)` with the zoo's per-parameter mean
     and std (buffers, saved in checkpoints): every output starts in the range the zoo's weights
     live in. A SIREN with w0 = 30 turns weights a few times too large into noise, which makes the
     published raw output slow to train. Only the decoder's output is scaled; the encoder still sees

@@ -13,7 +13,7 @@ Two forms of the same graph:
   weights where no padding is needed) -- what the dense execution path consumes;
 - `EdgeListGraph`: flat node features `[B*N, 1]`, edge features `[B*E, k]`, `edge_index [2, B*E]`
   (row 0 source, row 1 destination, global node ids `b*N + local`), per node / per edge the network
-  it belongs to and its type id -- what the edge-list path (and mixed architectures) consumes.
+  it belongs to and its type id -- what the edge-list path consumes.
 
 Type ids index the positional embeddings: every input neuron and every output neuron is its own
 node type, the hidden neurons of one layer share one type; edges have one type per block.

@@ -37,7 +37,8 @@ import numpy as np
 from ..errors import GmnaeError
 from ..weightspace.architecture import Architecture
 from .format import SPLITS, sha256_file
-from .import_small_cnn_zoo import ResumableImport, fingerprint, progress_bar, summary_line
+from .import_small_cnn_zoo import summary_line
+from .shard_writer import ResumableImport, fingerprint, progress_bar
 
 # mnist_png_{set}_{label}_{image}, and the orbit datasets' mnist_png_{set}_{label}_{image}_augmented_{i}
 DIR_RE = re.compile(r"^mnist_png_(training|testing)_(\d+)_(\d+)(?:_augmented_(\d+))?$")

@@ -37,30 +37,24 @@ options; the manifest is written last.
 from __future__ import annotations
 
 import argparse
-import ast
-import csv
-import gc
-import gzip
 import hashlib
-import itertools
-import json
 import math
-import os
 import random
-import re
-import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import h5py
 import numpy as np
 
 from ..errors import GmnaeError
 from ..weightspace.architecture import Architecture
-from .format import CHUNK_ROWS, MANIFEST, MAX_SHARD_BYTES, SPLITS, ZooWriter, sha256_file, write_meta
+from .format import MAX_SHARD_BYTES, SPLITS
+# The resumable shard writer, shared with the MNIST-INR importer and the forge; names re-exported from here.
+from .shard_writer import ImportInterrupted, ResumableImport, fingerprint, progress_bar, stream_shard  # noqa: F401
+# The readers of the zoo's files; names re-exported from here.
+from .small_cnn_zoo_files import (SOURCE_HINT, LayoutEntry, layout_permutation, read_layout,  # noqa: F401
+                                  read_metrics, read_order)
 
 FILES = ("weights.npy", "metrics.csv.gz", "layout.csv")
 FINAL_STEP = 86
@@ -68,9 +62,6 @@ REQUIRED_COLUMNS = ("step", "config.activation", "test_accuracy")
 SUPPORTED_ACTIVATIONS = ("relu", "tanh")
 CLEAN_FRACTIONS = {"test": 0.5, "val": 0.1, "train": 0.4}
 BLOCK_ROWS = 1024  # rows read, converted and written at a time (~20 MB)
-SOURCE_HINT = ("the Small CNN Zoo files come from the zoo's release "
-               "(https://github.com/google-research/google-research/tree/master/dnn_predict_accuracy: "
-               "cifar10.tar.xz, unpacked)")
 PUBLISHED_PROCEDURE = (
     "NFN ZooDataset / ScaleGMN NFNZooDataset, reproduced exactly: the order file is read with "
     "header=None, so its first line '0' (a header pandas wrote) counts as an index and row 0 is used "
@@ -80,345 +71,10 @@ PUBLISHED_PROCEDURE = (
 IMAGE_SIZES = {"cifar10": (32, 32), "svhn_cropped": (32, 32), "mnist": (28, 28), "fashion_mnist": (28, 28)}
 
 
-class ImportInterrupted(RuntimeError):
-    """Raised by `stop_after_shards` (tests and benchmarks simulate a killed import with it)."""
-
-
 def default_order_file() -> Path:
     from ..data import SMALL_CNN_ZOO_CIFAR10_ORDER
 
     return SMALL_CNN_ZOO_CIFAR10_ORDER
-
-
-# --------------------------------------------------------------------------------------------
-# Resumable shard-by-shard import (shared with the MNIST-INR importer)
-# --------------------------------------------------------------------------------------------
-def stream_shard(path: Path, n_params: int, planned: int, blocks: Iterable[tuple[np.ndarray, np.ndarray]],
-                 meta: dict[str, np.ndarray] | Callable[[], dict[str, np.ndarray]]) -> tuple[str, int]:
-    """Write one shard in the `gmnae-zoo/1` format from blocks, never holding the whole shard in memory.
-
-    `blocks` yields (params of the kept rows `[k, P]`, keep mask `[b]` over that block's planned rows);
-    `meta` (or a function called once the blocks are consumed) holds the planned rows' columns and is
-    cut down to the kept ones. Atomic: written under a temporary name and renamed. Returns
-    (sha256, rows written).
-    """
-    tmp = Path(f"{path}.tmp{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            ds = f.create_dataset("params", shape=(0, n_params), maxshape=(None, n_params), dtype=np.float32,
-                                  chunks=(max(1, min(planned, CHUNK_ROWS)), n_params))
-            n, keep = 0, []
-            for params, mask in blocks:
-                if len(params):
-                    ds.resize(n + len(params), axis=0)
-                    ds[n:n + len(params)] = params
-                    n += len(params)
-                keep.append(np.asarray(mask, dtype=bool))
-            keep = np.concatenate(keep) if keep else np.zeros(0, bool)
-            if len(keep) != planned:
-                raise RuntimeError(f"shard {path.name}: {len(keep)} rows streamed, {planned} planned")
-            meta = meta() if callable(meta) else meta
-            write_meta(f.create_group("meta"), {k: np.asarray(v)[keep] for k, v in meta.items()}, n)
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return digest, n
-
-
-class ResumableImport:
-    """Shards go straight to their final names in `out`; `out/.build/` holds `config.json` (the import's
-    settings and input fingerprint) and one `<shard>.json` marker per finished shard. A rerun with the
-    same settings skips finished shards; other settings are refused. `finish` writes the manifest last
-    and removes `.build/`."""
-
-    def __init__(self, out: Path, config: dict):
-        self.out = Path(out)
-        self.work = self.out / ".build"
-        if (self.out / MANIFEST).exists():
-            raise GmnaeError(f"{self.out} already holds a finished zoo; remove it or pass another --out")
-        self.work.mkdir(parents=True, exist_ok=True)
-        cpath = self.work / "config.json"
-        config = json.loads(json.dumps(config))  # normalise tuples etc. for the comparison
-        if cpath.exists():
-            previous = json.loads(cpath.read_text())
-            if previous != config:
-                changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-                raise GmnaeError(f"{self.work} holds an unfinished import with other settings or inputs "
-                                 f"({', '.join(changed)}); resume it with the same options and files, "
-                                 f"or delete {self.work} to start over")
-        else:
-            cpath.write_text(json.dumps(config, indent=2))
-        self.shards: dict[str, list[dict]] = {}
-        self.written = 0
-
-    def finished(self, fname: str) -> dict | None:
-        marker = self.work / f"{fname}.json"
-        if not marker.exists():
-            return None
-        entry = json.loads(marker.read_text())
-        path = self.out / fname
-        if entry.get("count") == 0:
-            return entry
-        if not path.exists() or path.stat().st_size != entry.get("bytes"):
-            return None  # the shard was lost or replaced: write it again
-        return entry
-
-    def shard(self, split: str, fname: str, n_params: int, planned: int,
-              blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], meta: Callable[[], dict],
-              stop_after: int | None = None) -> dict:
-        """Write (or skip, when finished before) one shard; `blocks` and `meta` are called only to write,
-        `meta` after the blocks are consumed."""
-        entry = self.finished(fname)
-        if entry is None:
-            if stop_after is not None and self.written >= stop_after:
-                raise ImportInterrupted(f"stopped after {self.written} shard(s); run the same import again to resume")
-            digest, n = stream_shard(self.out / fname, n_params, planned, blocks(), meta)
-            if n == 0:
-                (self.out / fname).unlink()
-            entry = {"file": fname, "count": int(n), "sha256": digest,
-                     "bytes": (self.out / fname).stat().st_size if n else 0, "planned": int(planned)}
-            tmp = self.work / f"{fname}.json.tmp"
-            tmp.write_text(json.dumps(entry))
-            os.replace(tmp, self.work / f"{fname}.json")
-            self.written += 1
-        if entry["count"]:
-            self.shards.setdefault(split, []).append({k: entry[k] for k in ("file", "count", "sha256")})
-        return entry
-
-    def finish(self, name: str, arch: Architecture, task: dict, info: dict,
-               before_manifest: Callable[[], None] | None = None) -> dict:
-        if before_manifest is not None:
-            before_manifest()
-        writer = ZooWriter(self.out, name, arch, task=task, info=info)
-        writer.shards = {s: self.shards[s] for s in SPLITS if s in self.shards}
-        manifest = writer.close()
-        shutil.rmtree(self.work)
-        return manifest
-
-
-def fingerprint(*paths: Path) -> dict:
-    """Size and modification time of input files: an import resumes only on the same inputs."""
-    out = {}
-    for p in paths:
-        st = Path(p).stat()
-        out[str(Path(p).resolve())] = [st.st_size, st.st_mtime_ns]
-    return out
-
-
-def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="net", disable=not enabled, dynamic_ncols=True)
-
-
-# --------------------------------------------------------------------------------------------
-# layout.csv: TensorFlow variables -> our flat layout
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LayoutEntry:
-    varname: str
-    start: int
-    end: int
-    shape: tuple[int, ...]
-
-
-_VARNAME = re.compile(r"^(?P<layer>.+)/(?P<kind>kernel|bias)(?::\d+)?$")
-_NUMBERED = re.compile(r"^(?P<base>.*?)(?:_(?P<num>\d+))?$")
-
-
-def read_layout(path: Path) -> list[LayoutEntry]:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ("varname", "start_idx", "end_idx", "shape") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise GmnaeError(f"{path} lacks the column(s) {', '.join(missing)} (a Small CNN Zoo layout.csv has "
-                             f"varname,start_idx,end_idx,shape); {SOURCE_HINT}")
-        entries = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                shape = ast.literal_eval(row["shape"].strip())
-                shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
-                e = LayoutEntry(row["varname"].strip(), int(row["start_idx"]), int(row["end_idx"]), shape)
-            except (ValueError, SyntaxError, TypeError, AttributeError) as err:
-                raise GmnaeError(f"{path} line {line} cannot be read ({err}): {row}") from err
-            if e.end - e.start != math.prod(e.shape) or e.start < 0:
-                raise GmnaeError(f"{path} line {line}: {e.varname} spans {e.start}:{e.end} "
-                                 f"({e.end - e.start} values) but has shape {e.shape} ({math.prod(e.shape)} values)")
-            entries.append(e)
-    if not entries:
-        raise GmnaeError(f"{path} lists no variables; {SOURCE_HINT}")
-    return entries
-
-
-def _natural(layer: str) -> tuple[str, int]:
-    m = _NUMBERED.match(layer)
-    return m.group("base"), int(m.group("num") or 0)
-
-
-def _tf_shapes(spec) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if spec.kind == "conv":
-        return (spec.kernel[0], spec.kernel[1], spec.n_in, spec.n_out), (spec.n_out,)
-    return (spec.n_in, spec.n_out), (spec.n_out,)
-
-
-def layout_permutation(entries: list[LayoutEntry], arch: Architecture, n_cols: int, path: Path = Path("layout.csv"),
-                       weights_path: Path = Path("weights.npy")) -> np.ndarray:
-    """Index array `perm` with `ours = tf_row[perm]`: HWIO kernels -> `[out, in, kh, kw]`, dense `[in, out]` ->
-    `[out, in]`, layer by layer, weight then bias. Refuses layouts that do not describe `arch` exactly."""
-    total = sum(e.end - e.start for e in entries)
-    covered = np.zeros(max(total, max(e.end for e in entries)), dtype=np.int32)
-    for e in entries:
-        covered[e.start:e.end] += 1
-    if total != n_cols or len(covered) != n_cols or not (covered == 1).all():
-        raise GmnaeError(f"{path} describes {total} parameters over columns 0..{max(e.end for e in entries)}, "
-                         f"but the rows of {weights_path} have {n_cols} columns; the layout does not belong to "
-                         f"these weights ({SOURCE_HINT})")
-    if total != arch.n_params:
-        raise GmnaeError(f"{path} describes {total} parameters per network; the Small CNN Zoo network "
-                         f"({arch.describe()}) has {arch.n_params}")
-    layers: dict[str, dict[str, LayoutEntry]] = {}
-    for e in entries:
-        m = _VARNAME.match(e.varname)
-        if not m:
-            raise GmnaeError(f"{path}: variable {e.varname!r} is neither a kernel nor a bias "
-                             "(expected names like sequential/conv2d/kernel:0)")
-        parts = layers.setdefault(m.group("layer"), {})
-        if m.group("kind") in parts:
-            raise GmnaeError(f"{path}: {e.varname} appears twice")
-        parts[m.group("kind")] = e
-    for layer, parts in layers.items():
-        if set(parts) != {"kernel", "bias"}:
-            raise GmnaeError(f"{path}: layer {layer} has no {'bias' if 'kernel' in parts else 'kernel'}")
-    convs = sorted((l for l, p in layers.items() if len(p["kernel"].shape) == 4), key=_natural)
-    denses = sorted((l for l, p in layers.items() if len(p["kernel"].shape) == 2), key=_natural)
-    odd = [l for l in layers if l not in convs and l not in denses]
-    if odd or len(convs) != arch.n_conv or len(convs) + len(denses) != arch.n_layers:
-        raise GmnaeError(f"{path} lists {len(convs)} conv and {len(denses)} dense layer(s)"
-                         f"{' and ' + ', '.join(odd) if odd else ''}; expected {arch.describe()}")
-    perm = []
-    for i, (layer, spec) in enumerate(zip(convs + denses, arch.layers)):
-        k, b = layers[layer]["kernel"], layers[layer]["bias"]
-        want_k, want_b = _tf_shapes(spec)
-        for e, want in ((k, want_k), (b, want_b)):
-            if e.shape != want:
-                raise GmnaeError(f"{path}: {e.varname} has TensorFlow shape {e.shape}, layer {i} of "
-                                 f"{arch.describe()} needs {want}")
-        idx = np.arange(k.start, k.end).reshape(k.shape)
-        perm.append((idx.transpose(3, 2, 0, 1) if spec.kind == "conv" else idx.T).ravel())
-        perm.append(np.arange(b.start, b.end))
-    perm = np.concatenate(perm).astype(np.int64)
-    assert len(perm) == arch.n_params and len(np.unique(perm)) == arch.n_params
-    return perm
-
-
-# --------------------------------------------------------------------------------------------
-# metrics.csv.gz and the order file
-# --------------------------------------------------------------------------------------------
-class _NotNumeric(Exception):
-    def __init__(self, column: int):
-        self.column = column
-
-
-def _parse_numbers(col: tuple) -> np.ndarray:
-    """Strings -> float64 (empty cells NaN); ValueError on anything that is not a number."""
-    try:
-        return np.array(col, dtype=np.float64)
-    except ValueError:
-        return np.fromiter((float(v) if v.strip() else np.nan for v in col), dtype=np.float64, count=len(col))
-
-
-def read_metrics(path: Path) -> dict[str, np.ndarray]:
-    """All columns of a metrics CSV (gzipped or not): numbers as int64/float64, the rest as str objects.
-
-    One streaming pass in chunks of rows, transposed to columns and parsed by NumPy; repeated strings
-    share one object. A column found non-numeric after its first chunk is read again as text. A
-    nameless column (an index pandas wrote) is skipped.
-    """
-    as_text: set[int] = set()
-    enabled = gc.isenabled()
-    gc.disable()  # millions of short-lived row lists would trigger collections for nothing
-    try:
-        while True:
-            try:
-                return _read_metrics(path, as_text)
-            except _NotNumeric as e:
-                as_text.add(e.column)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-METRICS_CHUNK_ROWS = 16384
-
-
-def _read_metrics(path: Path, as_text: set[int]) -> dict[str, np.ndarray]:
-    gz = str(path).endswith(".gz")
-    try:
-        with (gzip.open(path, "rt", newline="") if gz else open(path, newline="")) as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header:
-                raise GmnaeError(f"{path} is empty; {SOURCE_HINT}")
-            keep = [i for i, h in enumerate(header) if h.strip() and not h.startswith("Unnamed:")]
-            numeric = {i: i not in as_text for i in keep}
-            nums: dict[int, list] = {i: [] for i in keep}
-            int_text = {i: True for i in keep}  # integers only where the text has no '.', exponent, nan, inf
-            strs: dict[int, list] = {i: [] for i in keep}
-            n = 0
-            while chunk := list(itertools.islice(reader, METRICS_CHUNK_ROWS)):
-                if set(map(len, chunk)) != {len(header)}:
-                    bad = next(j for j, row in enumerate(chunk) if len(row) != len(header))
-                    raise GmnaeError(f"{path} line {n + bad + 2} has {len(chunk[bad])} fields, the header "
-                                     f"{len(header)}; the file is truncated or corrupt")
-                cols = list(zip(*chunk))
-                for i in keep:
-                    if numeric[i]:
-                        try:
-                            nums[i].append(_parse_numbers(cols[i]))
-                            if int_text[i]:
-                                text = "".join(cols[i])
-                                int_text[i] = not any(c in text for c in ".eEnNiI")
-                            continue
-                        except ValueError:
-                            if n:
-                                raise _NotNumeric(i) from None
-                            numeric[i] = False
-                    strs[i].extend(map(sys.intern, cols[i]))  # repeated values share one object
-                n += len(chunk)
-    except (OSError, EOFError, gzip.BadGzipFile, csv.Error, UnicodeDecodeError) as e:
-        raise GmnaeError(f"{path} cannot be read ({type(e).__name__}: {e}); the file is corrupt, get it again "
-                         f"({SOURCE_HINT})") from e
-    out: dict[str, np.ndarray] = {}
-    for i in keep:
-        name = header[i].strip().replace("/", "_")
-        if numeric[i]:
-            col = np.concatenate(nums[i]) if nums[i] else np.zeros(0)
-            if n and int_text[i] and np.isfinite(col).all() and np.abs(col).max() < 2**53:
-                col = col.astype(np.int64)
-            out[name] = col
-        else:
-            out[name] = np.array(strs[i], dtype=object)
-    return out
-
-
-def read_order(path: Path) -> np.ndarray:
-    """Every integer line of the order file, the first line included (pandas `header=None`)."""
-    values = []
-    try:
-        with open(path) as f:
-            for line, text in enumerate(f, start=1):
-                text = text.strip().strip(",")
-                if not text:
-                    continue
-                try:
-                    values.append(int(text))
-                except ValueError as e:
-                    raise GmnaeError(f"{path} line {line} is {text!r}, not a row index") from e
-    except OSError as e:
-        raise GmnaeError(f"cannot read the order file {path} ({e})") from e
-    return np.asarray(values, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------

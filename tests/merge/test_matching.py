@@ -6,8 +6,9 @@ import itertools
 import pytest
 import torch
 
-from gmnae.merge.matching import (available_solvers, choose_solver, hungarian_torch, match_weights, reference_element,
-                                  solve_assignments, unit_normalisation, weight_matching_reference)
+from gmnae.merge.assignment import available_solvers, choose_solver, hungarian_torch, solve_assignments
+from gmnae.merge.matching import match_weights, unit_normalisation
+from gmnae.merge.reference_matching import reference_element, weight_matching_reference
 from gmnae.tasks import digits
 from gmnae.tasks.grid import coordinate_grid
 from gmnae.weightspace import Architecture, apply_element, forward, invert, random_element
@@ -158,7 +159,7 @@ def test_matching_on_gpu_equals_cpu(trained_sirens):
 
 
 def test_certificate_accepts_optimal_and_rejects_improvable_assignments():
-    from gmnae.merge.matching import certify_optimal
+    from gmnae.merge.assignment import certify_optimal
 
     cost = torch.randn(64, 12, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     best = solve_assignments(cost, "scipy")

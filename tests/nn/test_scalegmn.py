@@ -215,7 +215,7 @@ def test_cuda_matches_cpu(trained_relu_cnns):
 @pytest.mark.parametrize("bias,extra,times_z", [(False, False, True), (True, True, False)])
 def test_fused_edge_gate_gradients(s, bias, extra, times_z):
     """The hand-written backward of the per-edge gate: gradcheck, and equal to the autograd composite."""
-    from gmnae.nn.scalegmn import _GatedEdge, gated_edge
+    from gmnae.nn.gated_edge import _GatedEdge, gated_edge
     g = torch.Generator().manual_seed(0)
     kw = dict(dtype=torch.float64)
     a = torch.randn(2, 3, 4, 5, generator=g, **kw).requires_grad_()

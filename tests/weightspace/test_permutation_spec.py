@@ -4,7 +4,8 @@ preserve the function, and weight matching recovers a planted element of it."""
 import pytest
 import torch
 
-from gmnae.merge.matching import match_weights, reference_axes, reference_element, weight_matching_reference
+from gmnae.merge.matching import match_weights
+from gmnae.merge.reference_matching import reference_axes, reference_element, weight_matching_reference
 from gmnae.nn.graph import graph_layout
 from gmnae.weightspace import (Architecture, PermutationSpec, apply_element, forward, invert,
                                permutation_spec, random_element, unflatten)

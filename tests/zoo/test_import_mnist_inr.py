@@ -18,7 +18,7 @@ from gmnae.weightspace import Architecture, siren_render
 from gmnae.zoo import Zoo, verify_zoo
 from gmnae.zoo.forge import siren_init
 from gmnae.zoo.import_mnist_inr import import_mnist_inr
-from gmnae.zoo.import_small_cnn_zoo import ImportInterrupted
+from gmnae.zoo.shard_writer import ImportInterrupted
 from tests.tasks.test_mnist import write_idx, write_png
 
 ARCH = Architecture.siren()

@@ -402,7 +402,7 @@ def test_default_names_and_summary(zoo_src, tmp_path, monkeypatch, capsys):
 
 
 def test_read_metrics_types(tmp_path, monkeypatch):
-    from gmnae.zoo import import_small_cnn_zoo as mod
+    from gmnae.zoo import small_cnn_zoo_files as mod
 
     monkeypatch.setattr(mod, "METRICS_CHUNK_ROWS", 4)  # a column turns out to be text after its first chunk
     rows = [[str(i), str(i), f"{0.5 * i}", "" if i == 3 else f"{0.1 * i:.3f}", "relu", str(i) if i < 6 else "x7"]

@@ -1,4 +1,4 @@
-"""ScaleGMN encoder throughput: `gmnae bench --only encoder` (add `--quick` for a smoke run).
+"""ScaleGMN encoder throughput: `python -m benchmarks --only encoder` (add `--quick` for a smoke run).
 
 One training step of the encoder alone: forward, backward of a scalar loss on the latent, AdamW step.
 Configurations of the published models (docs/design.md §4):
@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 PUBLISHED = {("inr", "cpu"): 5.0, ("inr", "cuda"): 770.0, ("cnn", "cuda"): 2065.0}
 
@@ -83,8 +84,9 @@ def _child(spec: dict) -> dict:
 
 
 def _measure(spec: dict) -> dict:
-    code = "import json,sys; from gmnae.bench.encoder import _child; print('RESULT', json.dumps(_child(json.loads(sys.argv[1]))))"
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True)
+    code = "import json,sys; from benchmarks.encoder import _child; print('RESULT', json.dumps(_child(json.loads(sys.argv[1]))))"
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])  # the repository root: `benchmarks` importable
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])

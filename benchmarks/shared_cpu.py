@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from ..autoencoder import WeightSpaceAutoencoder
-from ..tasks import digits
-from ..threads import auto_threads, usable_cpus
+from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.tasks import digits
+from gmnae.threads import auto_threads, usable_cpus
 from ._util import timed
 
 SPIN = "import time\nt = time.time()\nwhile time.time() - t < 600: pass\n"  # ends by itself if left behind
@@ -23,8 +23,8 @@ SPIN = "import time\nt = time.time()\nwhile time.time() - t < 600: pass\n"  # en
 
 def _cnn_step():
     """One step of the CPU default model (scalegmn-small sizes) on the digits-cnn architecture."""
-    from ..losses import distillation_kl
-    from ..weightspace import Architecture
+    from gmnae.losses import distillation_kl
+    from gmnae.weightspace import Architecture
 
     arch = Architecture.small_cnn("relu", padding="same", image_size=(8, 8))
     model = WeightSpaceAutoencoder(arch.to_dict(), "cnn", dict(d=32, n_layers=3, latent_dim=64, dropout=0.0),

@@ -6,9 +6,9 @@ import time
 
 from torch.utils.data import DataLoader
 
-from ..datamodule import ShardStream, _collate_identity
-from ..weightspace import Architecture
-from ..zoo.format import Zoo
+from gmnae.datamodule import ShardStream, _collate_identity
+from gmnae.weightspace import Architecture
+from gmnae.zoo.format import Zoo
 from ._util import synthetic_zoo
 
 

@@ -1,9 +1,9 @@
-"""`gmnae bench` / `make bench`: every speed figure of the project, measured in one run.
+"""`python -m benchmarks` / `make bench`: every speed figure of the project, measured in one run.
 
 Each section is a module here with `run(quick: bool) -> dict[str, float]`. Keys are dotted names
 (`encoder.inr.dense.cpu.networks_per_s`); a figure that compares against a baseline measured in the
 same run ends in `.ratio` (or `_x`). Results are printed and written to `bench/results.json`
-(merged with what is there, so a section can be rerun alone: `gmnae bench --only encoder`).
+(merged with what is there, so a section can be rerun alone: `python -m benchmarks --only encoder`).
 """
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def run(args) -> int:
                        "machine": platform.machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     for name in args.only or SECTIONS:
         try:
-            mod = importlib.import_module(f"gmnae.bench.{name}")
+            mod = importlib.import_module(f"benchmarks.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"gmnae.bench.{name}":
+            if e.name == f"benchmarks.{name}":
                 continue
             raise
         print(f"== {name}", flush=True)

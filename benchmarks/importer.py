@@ -1,4 +1,4 @@
-"""Importer throughput and memory: `gmnae bench --only importer` (add `--quick` for a small run).
+"""Importer throughput and memory: `python -m benchmarks --only importer` (add `--quick` for a small run).
 
 The full run writes a synthetic Small CNN Zoo of the published size — `weights.npy` float32
 [270000, 4970] (5.4 GB, filled block by block through `np.lib.format.open_memmap`), a
@@ -134,7 +134,7 @@ print(json.dumps({"seconds": seconds, "networks": n, "maxrss_mb": rss}))
 def _child(kind: str, **kwargs) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     res = subprocess.run([sys.executable, "-c", _CHILD, kind, json.dumps(kwargs, default=str)], capture_output=True,
-                         text=True, env=env, cwd=Path(__file__).resolve().parents[2])
+                         text=True, env=env, cwd=Path(__file__).resolve().parents[1])  # the repository root
     if res.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

@@ -6,10 +6,10 @@ import time
 import numpy as np
 import torch
 
-from ..tasks import digits
-from ..tasks.grid import coordinate_grid
-from ..weightspace import Architecture
-from ..zoo.forge import DigitsCNNConfig, DigitsCNNForge, MNIST5kINRConfig, MNIST5kINRForge, fit_inrs, siren_init
+from gmnae.tasks import digits
+from gmnae.tasks.grid import coordinate_grid
+from gmnae.weightspace import Architecture
+from gmnae.zoo.forge import DigitsCNNConfig, DigitsCNNForge, MNIST5kINRConfig, MNIST5kINRForge, fit_inrs, siren_init
 
 
 def run(quick: bool = False) -> dict[str, float]:

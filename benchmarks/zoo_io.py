@@ -7,9 +7,9 @@ import time
 import h5py
 import numpy as np
 
-from ..datamodule import ShardStream
-from ..weightspace import Architecture
-from ..zoo.format import Zoo
+from gmnae.datamodule import ShardStream
+from gmnae.weightspace import Architecture
+from gmnae.zoo.format import Zoo
 from ._util import synthetic_zoo
 
 

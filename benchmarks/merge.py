@@ -1,4 +1,4 @@
-"""Weight-matching throughput: `gmnae bench --only merge` (add `--quick` for a small run).
+"""Weight-matching throughput: `python -m benchmarks --only merge` (add `--quick` for a small run).
 
 Pairs are *independent* pairs of trained networks (the real merging problem; orbit pairs converge
 faster): two SIRENs of one image from different seeds, and two ReLU CNNs. The networks come from
@@ -35,8 +35,8 @@ _TMP: dict[str, Path] = {}
 
 
 def _zoo(name: str, quick: bool):
-    from ..zoo import Zoo
-    from ..zoo.forge import build_zoo
+    from gmnae.zoo import Zoo
+    from gmnae.zoo.forge import build_zoo
 
     local = Path(os.environ.get("GMNAE_BENCH_ZOO_ROOT", "zoo")) / name
     if (local / "manifest.json").exists():
@@ -55,8 +55,8 @@ def _zoo(name: str, quick: bool):
 
 
 def _pairs(kind: str, quick: bool):
-    from ..merge.pairs import zoo_pairs
-    from ..weightspace import Architecture
+    from gmnae.merge.pairs import zoo_pairs
+    from gmnae.weightspace import Architecture
 
     if kind == "siren":
         zoo = _zoo("digits-inr", quick)
@@ -74,7 +74,7 @@ def _tile(t: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _single_rate(arch, a, b, n: int, threads: int) -> float:
-    from ..merge.matching import weight_matching_reference
+    from gmnae.merge.reference_matching import weight_matching_reference
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -89,7 +89,7 @@ def _single_rate(arch, a, b, n: int, threads: int) -> float:
 
 
 def _batched_rate(arch, a, b, repeat: int, **kw) -> tuple[float, str]:
-    from ..merge.matching import match_weights
+    from gmnae.merge.matching import match_weights
 
     match_weights(arch, a[:16], b[:16], **kw)  # warm-up (and the solver choice of "auto")
     best, solver = float("inf"), ""
@@ -106,7 +106,7 @@ def _batched_rate(arch, a, b, repeat: int, **kw) -> tuple[float, str]:
 
 
 def run(quick: bool) -> dict[str, float]:
-    from ..merge.matching import available_solvers
+    from gmnae.merge.assignment import available_solvers
 
     out: dict[str, float] = {}
     n_single = 30 if quick else 200

@@ -27,7 +27,7 @@ def max_rss_mb() -> float:
 
 def synthetic_zoo(n: int, arch, root: Path | None = None, seed: int = 0) -> Path:
     """A zoo of random parameters (reading speed does not depend on what the numbers are)."""
-    from ..zoo.format import ZooWriter
+    from gmnae.zoo.format import ZooWriter
 
     root = Path(root or tempfile.mkdtemp(prefix="gmnae-bench-")) / "zoo"
     rng = np.random.default_rng(seed)

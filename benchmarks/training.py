@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from ..autoencoder import WeightSpaceAutoencoder
-from ..tasks import digits
-from ..weightspace import Architecture
+from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.tasks import digits
+from gmnae.weightspace import Architecture
 from ._util import max_rss_mb, timed
 
 CONFIGS = {
@@ -30,7 +30,7 @@ def _step_fn(kind: str, path: str, device: str):
     x = x[:64].to(device)
 
     def step():
-        from ..losses import distillation_kl, inr_render_mse
+        from gmnae.losses import distillation_kl, inr_render_mse
 
         opt.zero_grad(set_to_none=True)
         decoded = model(params)
