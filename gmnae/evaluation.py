@@ -8,6 +8,9 @@ Pair kinds (per activation of the zoo): orbit pairs for each transform kind (P/D
 tanh, P/S/PS for ReLU, plus Gaussian noise) and independent pairs. Methods: `naive`, `wm` and the
 matching variant that fits the activation (`wm-signed`, `wm-scale`), `ae` (interpolate between
 decoded endpoints dec(enc(a)), dec(enc(b))) and `ae-latent` (decode (1-λ)z_a + λz_b).
+Every summary row carries the quality at the endpoints and at the midpoint λ = 0.5 (`end_<metric>`,
+`mid_<metric>`); `reconstruction` carries the fidelity measures (`gmnae/fidelity.py`: each decoded network
+against its own original and another network's, beside the latent-blind decoder), shown by `table()`.
 
 Under DDP, every rank computes its share of the pairs (`rank`/`world_size`), the shares are
 gathered with one `gather` call per tensor, same shape on every rank, and every rank ends with the
@@ -285,8 +288,12 @@ class MergeEvaluation:
             z = model.encode(a, codes)
             decoded = model.decode(z)
             blind = model.decode(z.mean(0, keepdim=True)).expand(len(a), -1)
-            # "another network" is never the pair partner (an INR pair shares its image)
-            other = other_indices(torch.arange(len(ps)).repeat(2))
+            # "another network": for INRs never the pair partner (a pair shares its image), so it needs two pairs;
+            # for CNNs any other network of the set (all learned the same task)
+            if ps.arch.family == "siren":
+                other = other_indices(torch.arange(len(ps)).repeat(2)) if len(ps) > 1 else None
+            else:
+                other = other_indices(torch.arange(len(a)))
             ev = self.evaluator(kind)
             if ps.arch.family == "siren":
                 orig, rec = ev.render(a), ev.render(decoded)

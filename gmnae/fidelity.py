@@ -101,8 +101,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def inr_fidelity(original: torch.Tensor, decoded: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
-    """PSNR of each decoded rendering against its own original's rendering and against `other`'s."""
-    other = torch.as_tensor(other)
-    return {"psnr_own": float(psnr(decoded, original).mean()),
-            "psnr_other": float(psnr(decoded, original[other]).mean())}
+def inr_fidelity(original: torch.Tensor, decoded: torch.Tensor, other: torch.Tensor | None) -> dict[str, float]:
+    """PSNR of each decoded rendering against its own original's rendering and against `other`'s
+    (None: no other image to compare with, only `psnr_own`)."""
+    out = {"psnr_own": float(psnr(decoded, original).mean())}
+    if other is not None:
+        out["psnr_other"] = float(psnr(decoded, original[torch.as_tensor(other)]).mean())
+    return out
