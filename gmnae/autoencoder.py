@@ -5,7 +5,8 @@
     decoded = model.decode(z)                     # [B, P], one canonical representative per orbit
 
 Loss (functional, docs/design.md §5): INR — MSE of the renderings on the coordinate grid (PSNR too);
-CNN — distillation KL (temperature T, × T²) on task images, plus the decoded networks' accuracy.
+CNN — distillation KL (temperature T, × T²) on task images, optionally plus `loss.hard_weight` × the
+cross-entropy against the teacher's predicted class; the decoded networks' accuracy and agreement logged.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from .datamodule import Batch
-from .losses import distillation_kl, inr_render_mse
+from .losses import distillation_kl, inr_render_mse, teacher_label_ce
 from .nn.decoder import build_decoder
 from .module import WeightSpaceModule
 from .tasks.grid import coordinate_grid
@@ -95,7 +96,13 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
         if self.image_generator is None:
             self.image_generator = torch.Generator().manual_seed(1000 + self.global_rank)
         idx = torch.randint(len(x), (n,), generator=self.image_generator).to(x.device)
-        return x[idx], y[idx]
+        xb, yb = x[idx], y[idx]
+        m = int(round(self.loss_cfg.get("mixup", 0.0) * n))
+        if m:  # function matching: blends of two images, where the teachers' own decisions differ most
+            partner = torch.randint(len(x), (m,), generator=self.image_generator).to(x.device)
+            lam = torch.rand(m, 1, 1, 1, generator=self.image_generator).to(x)
+            xb = torch.cat([lam * xb[:m] + (1 - lam) * x[partner], xb[m:]])  # labels: the first image's
+        return xb, yb
 
     # ---- steps ----------------------------------------------------------------------------
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
@@ -110,6 +117,8 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
             x, y = self._image_batch("train" if stage == "train" else "test", n_img)
             per_net, t_logits, s_logits = distillation_kl(self.arch, params, decoded, x,
                                                           self.loss_cfg.get("temperature", 4.0), act)
+            if self.loss_cfg.get("hard_weight", 0.0):
+                per_net = per_net + self.loss_cfg["hard_weight"] * teacher_label_ce(t_logits, s_logits)
             s_pred, t_pred = s_logits.argmax(-1), t_logits.argmax(-1)
             self.metrics[f"{stage}_accuracy"]((s_pred == y).float().mean(1), valid)
             self.metrics[f"{stage}_teacher_accuracy"]((t_pred == y).float().mean(1), valid)

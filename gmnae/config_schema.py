@@ -72,6 +72,12 @@ class DataConfig:
 class LossConfig:
     temperature: float = setting(4.0, gt=0)
     task_batch: int = setting(128, ge=1)
+    # CNN: weight of the agreement term, cross-entropy of the decoded network against its teacher's predicted
+    # class (T = 1); the soft-label KL alone lets the decoder settle on one good network for all teachers
+    hard_weight: float = setting(0.0, ge=0)
+    # CNN: fraction of the distillation images replaced by blends λ·x1 + (1−λ)·x2 of two task images,
+    # λ ~ U(0, 1) (function matching): off the data, teachers differ and "be correct" no longer fits them all
+    mixup: float = setting(0.0, ge=0, le=1)
 
 
 @dataclass

@@ -102,6 +102,7 @@ def run(args) -> int:
     if kway:
         print(kway.table())
     for k, v in result.reconstruction.items():
-        print(f"{k}: {v:.4f}")
+        if "fidelity_" not in k:  # in the table above
+            print(f"{k}: {v:.4f}")
     print(f"report: {out / 'report.html'}")
     return 0

@@ -9,6 +9,9 @@ kinds in `weightspace.registry`: P/D/PD with sign symmetry, P/S/PS with positive
 Gaussian noise) and independent pairs. Methods: `naive`, `wm` and the matching variant of the
 activation's group (`wm-signed`, `wm-scale`), `ae` (interpolate between
 decoded endpoints dec(enc(a)), dec(enc(b))) and `ae-latent` (decode (1-λ)z_a + λz_b).
+Every summary row carries the quality at the endpoints and at the midpoint λ = 0.5 (`end_<metric>`,
+`mid_<metric>`); `reconstruction` carries the fidelity measures (`gmnae/fidelity.py`: each decoded network
+against its own original and another network's, beside the latent-blind decoder), shown by `table()`.
 
 Under DDP, every rank computes its share of the pairs (`rank`/`world_size`), the shares are
 gathered with one `gather` call per tensor, same shape on every rank, and every rank ends with the
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .fidelity import cnn_fidelity, inr_fidelity, other_indices
 from .merge.barriers import barrier_metrics
 from .merge.interpolation import lambda_grid, linear_path, method_path, zoo_evaluator
 from .merge.pairs import PairSet, orbit_kinds, zoo_pairs
@@ -63,6 +67,12 @@ class EvaluationResult:
                     row[f"{name}_mean"] = float(v.mean())
                     row[f"{name}_std"] = float(v.std()) if len(v) > 1 else 0.0
                     row[f"{name}_median"] = float(v.median())
+                # quality at the midpoint (λ nearest 0.5) and at the endpoints, for every metric of the curves
+                mid = int((self.lambdas - 0.5).abs().argmin())
+                for name, c in self.curves[kind][method].items():
+                    c = c.double()
+                    row[f"mid_{name}_mean"] = float(c[:, mid].mean())
+                    row[f"end_{name}_mean"] = float(0.5 * (c[:, 0] + c[:, -1]).mean())
                 rows.append(row)
         return rows
 
@@ -73,6 +83,9 @@ class EvaluationResult:
             for key in ("barrier", "barrier_linear", "auc", "max", "min"):
                 if f"{key}_mean" in row:
                     out[f"interp/{row['kind']}/{row['method']}/{key}"] = row[f"{key}_mean"]
+            for key in row:
+                if key.startswith("mid_"):
+                    out[f"interp/{row['kind']}/{row['method']}/{key[:-len('_mean')]}"] = row[key]
         out.update({f"recon/{k}": v for k, v in self.reconstruction.items()})
         out["interp/seconds"] = self.seconds
         return out
@@ -88,7 +101,37 @@ class EvaluationResult:
         for m in methods:
             lines.append(f"{m:<12}" + "".join(f"{cell.get((k, m), '-'):>{w}}" for k in kinds))
         metric = ", ".join(sorted(set(self.primary.values())))
-        return f"loss barrier on {metric} (max - mean of endpoints), mean ± std over pairs\n" + "\n".join(lines)
+        text = f"loss barrier on {metric} (max - mean of endpoints), mean ± std over pairs\n" + "\n".join(lines)
+        quality = "accuracy" if all("mid_accuracy_mean" in r for r in rows) else None
+        if quality:
+            mid = {(r["kind"], r["method"]): f"{r['end_accuracy_mean']:.3f} -> {r['mid_accuracy_mean']:.3f}" for r in rows}
+            lines = [f"{'method':<12}" + "".join(f"{k:>{w}}" for k in kinds)]
+            lines += [f"{m:<12}" + "".join(f"{mid.get((k, m), '-'):>{w}}" for k in kinds) for m in methods]
+            text += "\n\naccuracy at the endpoints (mean) -> at the midpoint λ = 0.5\n" + "\n".join(lines)
+        fidelity = self.fidelity_table()
+        return text + ("\n\n" + fidelity if fidelity else "")
+
+    def fidelity(self) -> dict[str, dict[str, float]]:
+        """The fidelity measures of `reconstruction`, by activation prefix ("" for one activation):
+        {prefix: {"agreement_own": …, "blind_agreement_own": …, …}}."""
+        out: dict[str, dict[str, float]] = {}
+        for key, v in self.reconstruction.items():
+            head, sep, name = key.partition("fidelity_")
+            if sep:
+                out.setdefault(head, {})[name] = v
+        return out
+
+    def fidelity_table(self) -> str:
+        """Decoded vs own and vs another network's original, autoencoder and latent-blind decoder, as text."""
+        lines = []
+        for prefix, m in self.fidelity().items():
+            names = [k for k in m if not k.startswith("blind_")]
+            lines.append(f"fidelity{' ' + prefix.rstrip(':') if prefix else ''} (own vs another network's original)")
+            lines.append(f"{'':<12}" + "".join(f"{k:>18}" for k in names))
+            for who, label in (("", "autoencoder"), ("blind_", "latent-blind")):
+                lines.append(f"{label:<12}" + "".join(f"{m[who + k]:>18.4f}" if who + k in m else f"{'-':>18}"
+                                                      for k in names))
+        return "\n".join(lines)
 
 
 def _local_indices(n: int, rank: int, world: int) -> tuple[torch.Tensor, int]:
@@ -228,7 +271,10 @@ class MergeEvaluation:
 
     def reconstruction_quality(self, model) -> dict[str, float]:
         """INR: PSNR of decoded vs original renderings. CNN: accuracy of decoded vs original networks.
-        Both next to the input-blind baselines (mean network, mean image)."""
+        Both next to the input-blind baselines (mean network, mean image), and the fidelity measures
+        (`gmnae/fidelity.py`): each decoded network against its own original and against another
+        network's, for the autoencoder and for the latent-blind decoder (one fixed latent: the mean latent
+        of the evaluated networks)."""
         out = {}
         base = self.baselines()
         for kind, ps in self.pair_sets.items():
@@ -238,7 +284,15 @@ class MergeEvaluation:
             device, dtype = model.device, next(model.parameters()).dtype
             a = torch.cat([ps.a, ps.b]).to(device, dtype)
             codes = torch.full((len(a),), code_of(ps.activation), device=device)
-            decoded = model.decode(model.encode(a, codes))
+            z = model.encode(a, codes)
+            decoded = model.decode(z)
+            blind = model.decode(z.mean(0, keepdim=True)).expand(len(a), -1)
+            # "another network": for INRs never the pair partner (a pair shares its image), so it needs two pairs;
+            # for CNNs any other network of the set (all learned the same task)
+            if ps.arch.family == "siren":
+                other = other_indices(torch.arange(len(ps)).repeat(2)) if len(ps) > 1 else None
+            else:
+                other = other_indices(torch.arange(len(a)))
             ev = self.evaluator(kind)
             if ps.arch.family == "siren":
                 orig, rec = ev.render(a), ev.render(decoded)
@@ -252,6 +306,7 @@ class MergeEvaluation:
                     t = torch.cat([ev.targets, ev.targets]).to(orig)
                     out[f"{prefix}psnr_original_vs_target"] = float((10 * torch.log10(1 / (orig - t).pow(2).mean(1))).mean())
                     out[f"{prefix}psnr_decoded_vs_target"] = float((10 * torch.log10(1 / (rec - t).pow(2).mean(1))).mean())
+                fid = {"": inr_fidelity(orig, rec, other), "blind_": inr_fidelity(orig, ev.render(blind), other)}
             else:
                 both = torch.stack([a, decoded], 1)  # [n, 2, P] as a 2-point "path"
                 ev2 = self._shard_evaluator(kind, torch.arange(len(ps)).repeat(2))
@@ -260,4 +315,9 @@ class MergeEvaluation:
                 out[f"{prefix}accuracy_decoded"] = float(acc[:, 1].mean())
                 mean_net = base["mean_network"].to(a).expand(1, 2, -1)
                 out[f"{prefix}accuracy_baseline_mean_network"] = float(self._shard_evaluator(kind, torch.arange(1))(mean_net)["accuracy"][0, 0])
+                args = (ev.images, ev.labels, ps.activation, other)
+                fid = {"": cnn_fidelity(ps.arch, a, decoded, *args), "blind_": cnn_fidelity(ps.arch, a, blind, *args)}
+                fid["blind_"].pop("accuracy_corr")  # one network for all: no correlation to speak of
+            for who, measures in fid.items():
+                out.update({f"{prefix}fidelity_{who}{k}": v for k, v in measures.items()})
         return out

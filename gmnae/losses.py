@@ -32,3 +32,12 @@ def distillation_kl(arch: Architecture, teacher: torch.Tensor, student: torch.Te
     s_logp = F.log_softmax(s_logits / temperature, dim=-1)
     kl = (t_logp.exp() * (t_logp - s_logp)).sum(-1).mean(-1)
     return kl * temperature**2, t_logits, s_logits
+
+
+def teacher_label_ce(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the student against the teacher's predicted class (argmax, T = 1), per network `[B]`.
+
+    The hard-label agreement term: it rewards reproducing the teacher's *decisions*, mistakes included,
+    which the softened KL weighs weakly next to the classes every teacher agrees on."""
+    target = teacher_logits.argmax(-1)
+    return F.cross_entropy(student_logits.transpose(1, 2), target, reduction="none").mean(-1)

@@ -218,11 +218,44 @@ def barrier_table_html(result: EvaluationResult) -> str:
                        default=None)
             cls = ' class="best"' if r["barrier_mean"] == best and m not in unranked else ""
             extra = f"<br><small>max {r['max_mean']:.4f}</small>" if "max_mean" in r else ""
+            if "mid_accuracy_mean" in r:  # the merged network's quality next to its barrier
+                extra += f"<br><small>acc {r['end_accuracy_mean']:.3f} → mid {r['mid_accuracy_mean']:.3f}</small>"
             cells.append(f"<td{cls}>{r['barrier_mean']:.4f} ± {r['barrier_std']:.4f}{extra}</td>")
         body.append(f"<tr><th>{html.escape(m)}</th>{''.join(cells)}</tr>")
     note = ("<p class='note'>ae, ae-latent: not ranked (no green cell) -- the decoded networks are worse than the "
             "zoo's mean network (see reconstruction quality), so a low barrier says nothing yet.</p>" if unranked else "")
     return f"<table><tr><th>method</th>{head}</tr>{''.join(body)}</table>{note}"
+
+
+FIDELITY_LABELS = {
+    "agreement_own": "agreement with own teacher", "agreement_other": "agreement with another teacher",
+    "kl_own": "KL(own teacher ‖ decoded)", "kl_other": "KL(another teacher ‖ decoded)",
+    "accuracy_teacher": "teacher accuracy", "accuracy_decoded": "decoded accuracy",
+    "accuracy_corr": "corr(decoded acc, teacher acc)",
+    "psnr_own": "PSNR vs own rendering (dB)", "psnr_other": "PSNR vs another image's rendering (dB)",
+}
+
+
+def fidelity_table_html(result: EvaluationResult) -> str:
+    """Does the decoder reproduce its own input? Own vs another network's original, beside the latent-blind
+    decoder (one fixed latent for every network); empty when the result has no fidelity measures."""
+    parts = []
+    for prefix, m in result.fidelity().items():
+        names = [k for k in m if not k.startswith("blind_")]
+        head = "".join(f"<th>{html.escape(FIDELITY_LABELS.get(k, k))}</th>" for k in names)
+        rows = "".join(
+            f"<tr><th>{label}</th>" + "".join(f"<td>{m[who + k]:.4f}</td>" if who + k in m else "<td>–</td>"
+                                              for k in names) + "</tr>"
+            for who, label in (("", "autoencoder dec(enc(θ))"), ("blind_", "latent-blind dec(z̄)")))
+        title = f"<h3>{html.escape(prefix.rstrip(':'))}</h3>" if prefix else ""
+        parts.append(f"{title}<table><tr><th></th>{head}</tr>{rows}</table>")
+    if not parts:
+        return ""
+    return ("<h2>Fidelity: does the decoded network reproduce its own input?</h2>"
+            "<p class='note'>Each decoded network of the independent pairs against its own original and against "
+            "another network's (the gap is the autoencoder's specificity; a decoder that ignores its input scores "
+            "the same on both). CNNs: prediction agreement and KL on held-out task images; INRs: PSNR between "
+            "renderings. latent-blind: the decoder fed the mean latent of these networks.</p>" + "".join(parts))
 
 
 def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yaml: str = "",
@@ -234,7 +267,8 @@ def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yam
     out_dir.mkdir(parents=True, exist_ok=True)
     curves_png = curves_png or figure_png(curves_figure(result))
     recon_rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{v:.4f}</td><td>{unit}</td></tr>"
-                         for k, v in result.reconstruction.items() for label, unit in [_recon_label(k)])
+                         for k, v in result.reconstruction.items() if "fidelity_" not in k  # own table above
+                         for label, unit in [_recon_label(k)])
     where = f"the {html.escape(split)} split" if split else "the evaluated split"
     metric = ", ".join(sorted(set(result.primary.values())))
     parts = [
@@ -254,6 +288,9 @@ def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yam
         parts += ["<h2>Training curves</h2>", _img(figure_png(training), "training curves")]
     parts += [
         f"<h2>Loss barriers on {where} (mean ± std over pairs; green: lowest)</h2>", barrier_table_html(result),
+        "<p class='note'>acc a → mid b: mean accuracy of the two endpoints, and of the midpoint λ = 0.5.</p>"
+        if any("mid_accuracy_mean" in r for r in result.summary()) else "",
+        fidelity_table_html(result),
         PAIR_KINDS_LEGEND,
         "<h2>Interpolation curves (mean, interquartile band)</h2>", _img(curves_png, "interpolation curves"),
         f"<h2>Reconstruction quality on {where}</h2>",

@@ -11,6 +11,8 @@ from gmnae.cli import main
 from gmnae.config import load_config
 from gmnae.evaluation import MergeEvaluation, _local_indices, _reassemble
 from gmnae.merge.barriers import barrier
+from gmnae.tasks.grid import coordinate_grid
+from gmnae.weightspace import siren_render
 from gmnae.train import train
 
 from ..training.conftest import gmnae_cmd, run_cmd, tiny_overrides
@@ -57,6 +59,7 @@ def test_run_writes_csv_png_html(eval_run):
     p = Parser()
     p.feed((eval_run / "report.html").read_text())
     assert "table" in p.tags and p.images >= 2
+    assert "Fidelity: does the decoded network reproduce its own input?" in (eval_run / "report.html").read_text()
 
 
 def test_barriers_match_curves_and_naive_orbit_is_worse(eval_run):
@@ -75,6 +78,8 @@ def test_tensorboard_has_scalars_and_images(eval_run):
     scalars = acc.Tags()["scalars"]
     assert "interp/independent/ae/barrier" in scalars and "interp/orbit-PD/wm-signed/barrier" in scalars
     assert "recon/psnr_decoded_vs_original" in scalars
+    assert {"recon/fidelity_psnr_own", "recon/fidelity_psnr_other", "recon/fidelity_blind_psnr_own",
+            "interp/independent/ae/mid_mse"} <= set(scalars)
     assert {"interp/curves", "interp/reconstructions"} <= set(acc.Tags()["images"])
 
 
@@ -86,6 +91,25 @@ def test_callback_scalars_match_standalone_evaluation(eval_run, digits_inr_zoo):
     for r in rows:
         curves = result.curves[r["kind"]][r["method"]][r["metric"]]
         assert float(r["barrier_mean"]) == pytest.approx(float(barrier(curves).mean()), rel=1e-4, abs=1e-6)
+        mid = curves[:, len(result.lambdas) // 2]  # 5 points: λ = 0.5 is the middle one
+        assert float(r["mid_" + r["metric"] + "_mean"]) == pytest.approx(float(mid.mean()), rel=1e-4, abs=1e-7)
+    # fidelity, by hand: decoded INRs of the independent pairs against their own and another image's rendering
+    ps = MergeEvaluation.from_config(digits_inr_zoo, cfg).pair_sets["independent"]
+    nets = torch.cat([ps.a, ps.b])
+    with torch.no_grad():
+        z = model.encode(nets)
+        grid = coordinate_grid(28)
+        orig, rec, blind = (siren_render(digits_inr_zoo.arch, p, grid)[..., 0].double()
+                            for p in (nets, model.decode(z), model.decode(z.mean(0, keepdim=True))))
+    n = len(ps)
+    other = [(i + 1) % (2 * n) for i in range(2 * n)]  # the next network: the next pair's, so another image
+    assert n > 1 and (ps.index_a != ps.index_b).all()
+    db = lambda u, v: float((10 * torch.log10(1 / (u - v).pow(2).mean(-1))).mean())  # noqa: E731
+    fid = result.fidelity()[""]
+    assert fid["psnr_own"] == pytest.approx(db(rec, orig), abs=1e-4)
+    assert fid["psnr_other"] == pytest.approx(db(rec, orig[other]), abs=1e-4)
+    assert fid["blind_psnr_own"] == pytest.approx(db(blind.expand_as(orig), orig), abs=1e-4)
+    assert "fidelity (own vs another network's original)" in result.table()
 
 
 def test_evaluate_command(eval_run, tmp_path, capsys):

@@ -1,0 +1,101 @@
+"""Fidelity measures (gmnae/fidelity.py) against independent computations on really trained networks."""
+import numpy as np
+import pytest
+import torch
+
+from gmnae.fidelity import cnn_fidelity, cnn_logits, inr_fidelity, other_indices, pearson
+from gmnae.tasks.classification import task_images
+from gmnae.tasks.grid import coordinate_grid
+from gmnae.weightspace import build_module, siren_render
+
+from ..conftest import zoo_params
+
+
+def _module_logits(arch, params, images, activation):
+    """One nn.Module per network (nn.Conv2d, not the batched functional forward): the reference."""
+    with torch.no_grad():
+        return torch.stack([build_module(arch, p, activation=a)(images) for p, a in zip(params, activation)])
+
+
+@pytest.fixture(scope="module")
+def cnn_case(digits_cnn_zoo):
+    """6 ReLU and 6 tanh trained digits CNNs (different accuracies), 200 held-out digits, their activations."""
+    arch = digits_cnn_zoo.arch
+    relu = zoo_params(digits_cnn_zoo, "train", "relu", limit=6, dtype=torch.float64)
+    tanh = zoo_params(digits_cnn_zoo, "train", "tanh", limit=6, dtype=torch.float64)
+    x, y = task_images(digits_cnn_zoo.task, "test")
+    acts = ["relu"] * len(relu) + ["tanh"] * len(tanh)
+    return arch.with_activation("mixed"), torch.cat([relu, tanh]), x[:200].double(), y[:200], acts
+
+
+def test_other_indices_skip_the_own_group():
+    assert other_indices(torch.arange(4)).tolist() == [1, 2, 3, 0]
+    assert other_indices(torch.tensor([0, 0, 1, 1])).tolist() == [2, 2, 0, 0]
+    assert other_indices(torch.tensor([0, 1, 2, 0, 1, 2])).tolist() == [1, 2, 3, 4, 5, 0]
+    with pytest.raises(ValueError, match="two groups"):
+        other_indices(torch.zeros(3))
+
+
+def test_cnn_logits_chunked_equal_the_modules(cnn_case):
+    arch, nets, x, _, acts = cnn_case
+    per_net = x.shape[0] * x[0].numel() * 16
+    torch.testing.assert_close(cnn_logits(arch, nets, x, acts, budget=3 * per_net),  # 3 networks per chunk
+                               _module_logits(arch, nets, x, acts), rtol=0, atol=1e-9)
+
+
+def test_a_network_agrees_with_itself(cnn_case):
+    arch, nets, x, y, acts = cnn_case
+    f = cnn_fidelity(arch, nets, nets.clone(), x, y, acts)
+    assert f["agreement_own"] == 1.0 and f["kl_own"] == pytest.approx(0.0, abs=1e-12)
+    assert f["accuracy_teacher"] == f["accuracy_decoded"] and f["accuracy_corr"] == pytest.approx(1.0)
+    assert f["agreement_other"] < 1.0 and f["kl_other"] > 0.01  # trained networks do differ
+
+
+def test_cnn_fidelity_equals_a_hand_computation(cnn_case):
+    """Teachers: 3 ReLU and 3 tanh networks; "decoded": 6 other real networks of the same activations."""
+    arch, nets, x, y, acts = cnn_case
+    t, s = nets[[0, 1, 2, 6, 7, 8]], nets[[3, 4, 5, 9, 10, 11]]
+    act = ["relu"] * 3 + ["tanh"] * 3
+    other = [3, 2, 5, 0, 1, 4]
+    got = cnn_fidelity(arch, t, s, x, y, act, torch.tensor(other))
+    tl, sl = _module_logits(arch, t, x, act).numpy(), _module_logits(arch, s, x, act).numpy()
+
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    def kl(p_logits, q_logits):
+        p, q = softmax(p_logits), softmax(q_logits)
+        return float(np.mean([np.mean(np.sum(p[i] * np.log(p[i] / q[i]), -1)) for i in range(len(p))]))
+
+    tp, sp = tl.argmax(-1), sl.argmax(-1)
+    acc_t, acc_s = (tp == y.numpy()).mean(1), (sp == y.numpy()).mean(1)
+    expected = {"agreement_own": (sp == tp).mean(), "agreement_other": (sp == tp[other]).mean(),
+                "kl_own": kl(tl, sl), "kl_other": kl(tl[other], sl), "accuracy_teacher": acc_t.mean(),
+                "accuracy_decoded": acc_s.mean(), "accuracy_corr": np.corrcoef(acc_s, acc_t)[0, 1]}
+    for k, v in expected.items():
+        assert got[k] == pytest.approx(float(v), abs=1e-9), k
+    assert 0 < got["agreement_own"] < 1 and got["kl_own"] > 0
+
+
+def test_pearson_equals_numpy():
+    a, b = torch.rand(20, dtype=torch.float64), torch.rand(20, dtype=torch.float64)
+    assert pearson(a, b) == pytest.approx(np.corrcoef(a.numpy(), b.numpy())[0, 1], abs=1e-12)
+    assert np.isnan(pearson(torch.ones(5), a[:5]))
+
+
+def test_inr_psnr_own_vs_other(digits_inr_zoo):
+    """Each SIREN against its own rendering (exact: the 120 dB floor) and against another image's."""
+    params = zoo_params(digits_inr_zoo, "test", dtype=torch.float64)[:8]
+    images = torch.as_tensor(digits_inr_zoo.read_meta("test")["image_index"][:8])
+    img = siren_render(digits_inr_zoo.arch, params, coordinate_grid(28, dtype=torch.float64))[..., 0]
+    other = other_indices(images)
+    assert (images[other] != images).all()
+    f = inr_fidelity(img, img, other)
+    assert f["psnr_own"] == pytest.approx(120.0)
+    r = img.numpy()
+    hand = np.mean([10 * np.log10(1 / np.mean((r[i] - r[j]) ** 2)) for i, j in enumerate(other.tolist())])
+    assert f["psnr_other"] == pytest.approx(hand, abs=1e-9)
+    # a rendering perturbed by known noise: PSNR own = 10 log10(1 / σ²) up to the draw
+    noisy = img + 0.01 * torch.randn(img.shape, generator=torch.Generator().manual_seed(0), dtype=img.dtype)
+    assert inr_fidelity(img, noisy, other)["psnr_own"] == pytest.approx(40.0, abs=0.2)
