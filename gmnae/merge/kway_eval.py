@@ -146,8 +146,10 @@ class KWayResult:
 
 class KWayEvaluation:
     def __init__(self, zoo, split: str = "test", ks=DEFAULT_KS, groups: int = 16, seed: int = 0,
-                 max_iter: int = 100, data_root: str | None = None, activation: str | None = None):
+                 max_iter: int = 100, data_root: str | None = None, activation: str | None = None,
+                 finetune: int = 0):
         self.zoo, self.split, self.ks, self.n_groups = zoo, split, tuple(ks), groups
+        self.finetune = finetune  # > 0: every method also as "<method>+ft<S>" (merge/finetune.py)
         self.seed, self.max_iter, self.data_root = seed, max_iter, data_root
         self.activations = sorted(set(zoo.activations(split))) if activation is None else [activation]
 
@@ -184,6 +186,8 @@ class KWayEvaluation:
                 if model is not None:
                     merged["ae"] = ae_merge(model, g.nets, activation=act).cpu()
                     merged["ae-endpoints"] = ae_endpoints_merge(model, g.nets, activation=act).cpu()
+                if self.finetune:
+                    merged.update(self._finetuned(g, merged))
                 for method, nets in merged.items():
                     q = _quality(ev, nets.double())
                     rows.append(self._row(act, k, G, parents, method, q))
@@ -197,6 +201,27 @@ class KWayEvaluation:
                 if log:
                     log(f"  K={k} {act}: {G} groups done ({time.perf_counter() - t0:.0f}s)")
         return KWayResult(rows, notes, self.split, time.perf_counter() - t0)
+
+    def _finetune_inputs(self, dtype) -> torch.Tensor:
+        """What the fine-tune compares functions on: the coordinate grid (SIRENs) or 1,024 train task images (CNNs)."""
+        if self.zoo.arch.family == "siren":
+            from ..tasks.grid import coordinate_grid
+
+            return coordinate_grid(int((self.zoo.task or {}).get("resolution", 28)), dtype=dtype)
+        from ..tasks.classification import task_images
+
+        return task_images(self.zoo.task, "train", self.data_root)[0][:1024].to(dtype)
+
+    def _finetuned(self, g, merged: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each merge after `finetune` steps towards its group's mean function."""
+        from .finetune import finetune_to_parents
+
+        parents = g.nets.double()
+        inputs = self._finetune_inputs(parents.dtype)
+        weights = torch.full(parents.shape[:2], 1.0 / parents.shape[1], dtype=parents.dtype)
+        return {f"{m}+ft{self.finetune}": finetune_to_parents(g.arch, nets.double(), parents, weights, inputs,
+                                                               self.finetune)
+                for m, nets in merged.items()}
 
     def _by_image(self) -> bool:
         return "image_index" in self.zoo.read_meta(self.split)
@@ -239,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--groups", type=int, default=32, help="groups per K (default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", help="task image folder (CIFAR-10 zoos)")
+    p.add_argument("--finetune", type=int, default=0, metavar="STEPS",
+                   help="also each method after STEPS Adam steps towards the group's mean function (default 0: off)")
     p.add_argument("--out", help="also write the markdown table (and the rows as JSON beside it) here")
     args = p.parse_args(argv)
     try:
@@ -252,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         if model is not None and zoo.arch.layers != model.arch.layers:
             raise GmnaeError(f"zoo {zoo.root} holds {zoo.arch.describe()}, the model was trained on "
                              f"{model.arch.describe()}; pass the model of this zoo")
-        res = KWayEvaluation(zoo, args.split, ks, args.groups, args.seed, data_root=args.data_root).run(model, log=print)
+        if args.finetune < 0:
+            raise GmnaeError(f"--finetune {args.finetune}: the number of steps must be >= 0")
+        res = KWayEvaluation(zoo, args.split, ks, args.groups, args.seed, data_root=args.data_root,
+                             finetune=args.finetune).run(model, log=print)
     except (GmnaeError, ValueError) as e:
         print(f"error: {e}")
         return 2

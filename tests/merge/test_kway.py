@@ -131,3 +131,22 @@ def test_kway_groups_and_table_against_direct_computation(digits_inr_zoo, digits
     row = next(r for r in res.rows if r["activation"] == "relu" and r["method"] == "naive")
     assert row["merged_mean"] == pytest.approx(float(acc(weighted_mean(gc.nets)).mean()), abs=1e-9)
     assert row["parents_mean"] == pytest.approx(float(acc(gc.nets.reshape(12, -1)).view(4, 3).mean(1).mean()), abs=1e-9)
+
+
+def test_kway_table_finetune_rows_match_the_library_and_improve_the_merge(digits_inr_zoo):
+    """`finetune=S` adds "<method>+ftS" rows: the library's fine-tune of that merge towards the group's mean
+    rendering, scored like every row; on independent INRs it lifts the naive average."""
+    from gmnae.merge.finetune import finetune_to_parents
+
+    res = KWayEvaluation(digits_inr_zoo, "train", (2,), groups=4, finetune=20).run()
+    by = {r["method"]: r for r in res.rows}
+    assert {"naive+ft20", "mergemany+ft20"} <= set(by)
+    g = kway_groups(digits_inr_zoo, "train", 2, 4)
+    meta = digits_inr_zoo.read_meta("train")
+    target = inr_targets(digits_inr_zoo.task, {k: v[g.rows[:, 0]] for k, v in meta.items()}).double()
+    grid = coordinate_grid(28, dtype=torch.float64)
+    tuned = finetune_to_parents(digits_inr_zoo.arch, g.nets.double().mean(1), g.nets.double(),
+                                torch.full((4, 2), 0.5, dtype=torch.float64), grid, 20)
+    img = forward(digits_inr_zoo.arch, tuned, grid)[..., 0]
+    assert by["naive+ft20"]["merged_mean"] == pytest.approx(float((10 * torch.log10(1 / (img - target).pow(2).mean(1))).mean()), rel=1e-5)
+    assert by["naive+ft20"]["merged_mean"] > by["naive"]["merged_mean"] + 5
