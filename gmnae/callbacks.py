@@ -53,7 +53,7 @@ class InterpolationCallback(L.Callback):
     """Merging evaluation while a model trains (and once more at the end of fit).
 
     Every `every_n_val_epochs` validation epochs: interpolation curves of naive, weight matching,
-    `ae` and `ae-latent` paths on fixed seeded validation pairs (`gmnae.evaluation`). Each rank
+    `ae` and `ae-latent` paths on fixed seeded validation pairs (`gmnae.merge_evaluation`). Each rank
     computes its share of the pairs and the shares are gathered, so all ranks log the same
     scalars (a checkpoint may monitor them); figures, CSV and `report.html` are written by rank 0
     only. Every rank runs the same collectives in the same order, never inside a rank-0 branch.
@@ -73,7 +73,7 @@ class InterpolationCallback(L.Callback):
     def from_config(cfg, run_dir: Path) -> "InterpolationCallback":
         from omegaconf import OmegaConf
 
-        from .evaluation import MergeEvaluation
+        from .merge_evaluation import MergeEvaluation
         from .zoo.format import Zoo
 
         return InterpolationCallback(lambda: MergeEvaluation.from_config(Zoo(cfg.dataset.zoo), cfg, "val"), run_dir,

@@ -48,7 +48,7 @@ def run(args) -> int:
     from omegaconf import OmegaConf
 
     from .autoencoder import WeightSpaceAutoencoder
-    from .evaluation import MergeEvaluation
+    from .merge_evaluation import MergeEvaluation
     from .merge.kway_eval import KWayEvaluation, parse_ks
     from .report import write_evaluation
     from .zoo.format import Zoo

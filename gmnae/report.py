@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .evaluation import EvaluationResult  # noqa: E402
+from .merge_evaluation import EvaluationResult  # noqa: E402
 from .weightspace import ACTIVATIONS, forward  # noqa: E402
 
 METHOD_COLORS = {"naive": "#7f7f7f", "wm": "#1f77b4", "wm-signed": "#17becf", "wm-scale": "#17becf",

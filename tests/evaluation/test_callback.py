@@ -9,7 +9,7 @@ import torch
 from gmnae.autoencoder import WeightSpaceAutoencoder
 from gmnae.cli import main
 from gmnae.config import load_config
-from gmnae.evaluation import MergeEvaluation, _local_indices, _reassemble
+from gmnae.merge_evaluation import MergeEvaluation, _local_indices, _reassemble
 from gmnae.merge.barriers import barrier
 from gmnae.tasks.grid import coordinate_grid
 from gmnae.weightspace import siren_render
@@ -170,7 +170,7 @@ def test_report_reads_as_a_report(eval_run):
 
 
 def test_no_best_highlight_for_an_autoencoder_worse_than_the_mean_network():
-    from gmnae.evaluation import EvaluationResult
+    from gmnae.merge_evaluation import EvaluationResult
     from gmnae.report import barrier_table_html
 
     lam = torch.linspace(0, 1, 5)

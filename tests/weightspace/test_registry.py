@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gmnae.autoencoder import resolve_symmetry
-from gmnae.evaluation import MergeEvaluation, baseline_methods
+from gmnae.merge_evaluation import MergeEvaluation, baseline_methods
 from gmnae.merge.matching import check_method, default_method
 from gmnae.merge.pairs import orbit_kinds
 from gmnae.tasks import digits
