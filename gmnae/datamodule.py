@@ -50,6 +50,18 @@ class Batch:
         return len(self.index)
 
 
+def statistics_sample(zoo: Zoo, activation: str | None = None, limit: int = 4096) -> np.ndarray:
+    """The train networks the decoder's output statistics and the encoder's input scale come from: the
+    first `limit` of the split, or, when a mixed zoo is filtered to one activation, the first `limit` of
+    that activation only (the other activation's weights would shift both)."""
+    if not activation or zoo.arch.activation != "mixed":
+        return zoo.read_params("train", limit=limit)
+    rows = np.nonzero(np.asarray(zoo.activations("train")) == activation)[0][:limit]
+    if not len(rows):
+        raise ZooError(f"zoo {zoo.root} has no {activation} networks in split 'train'")
+    return zoo.read_params("train", limit=int(rows[-1]) + 1)[rows]
+
+
 def _collate_identity(x):
     return x
 

@@ -217,7 +217,9 @@ def build_model(cfg: DictConfig, zoo: Zoo):
     from .autoencoder import WeightSpaceAutoencoder
 
     arch = zoo.arch.with_activation(cfg.dataset.activation) if cfg.dataset.get("activation") else zoo.arch
-    sample = zoo.read_params("train", limit=4096)  # decoder output / encoder input statistics (checkpointed)
+    from .datamodule import statistics_sample
+
+    sample = statistics_sample(zoo, cfg.dataset.get("activation"))  # decoder output / encoder input statistics
     probe = OmegaConf.to_container(cfg.model.probe) if cfg.model.get("probe") else None
     if cfg.task != "autoencode":
         model = build_predictor(cfg, zoo, arch, probe)

@@ -101,3 +101,25 @@ def test_datamodule_filters_activation(digits_cnn_zoo):
     rows, acts = dm.split_rows("train")
     assert len(rows) > 0 and set(acts[rows].tolist()) == {code_of("tanh")}
     assert dm.arch.activation == "tanh"
+
+
+def test_statistics_come_from_the_kept_activation_only(digits_cnn_zoo):
+    """A mixed zoo filtered to one activation: the decoder's output statistics and the encoder's input scale
+    are computed from that activation's train networks, not from the other's too."""
+    from omegaconf import OmegaConf
+
+    from gmnae.config import load_config
+    from gmnae.datamodule import statistics_sample
+    from gmnae.train import build_model
+
+    params = digits_cnn_zoo.read_params("train")
+    acts = np.asarray(digits_cnn_zoo.activations("train"))
+    tanh = params[acts == "tanh"]
+    np.testing.assert_array_equal(statistics_sample(digits_cnn_zoo, "tanh", limit=10), tanh[:10])
+    np.testing.assert_array_equal(statistics_sample(digits_cnn_zoo, None, limit=10), params[:10])
+    assert np.abs(tanh.mean(0) - params.mean(0)).max() > 1e-3  # the two samples really differ
+
+    cfg = load_config(["dataset=digits-cnn", "dataset.activation=tanh", "model.probe.points=0"])
+    OmegaConf.update(cfg, "dataset.zoo", str(digits_cnn_zoo.root))
+    model = build_model(cfg, digits_cnn_zoo)
+    torch.testing.assert_close(model.decoder.out_mean, torch.from_numpy(tanh.mean(0)), rtol=1e-5, atol=1e-6)
