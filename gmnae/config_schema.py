@@ -88,6 +88,7 @@ class EvaluationConfig:
     noise_std: float = setting(0.005, ge=0)
     max_iter: int = setting(100, ge=1)
     reconstructions: int = setting(8, ge=0)
+    finetune_steps: int = setting(0, ge=0)
     enabled: bool = True
 
 

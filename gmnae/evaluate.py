@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="run config (default: config.yaml of the checkpoint's run folder)")
     p.add_argument("--out", help="output folder (default <run>/evaluate-<split>)")
     p.add_argument("--device", default="auto", help="cpu, cuda (gpu), cuda:N or auto (default: cuda when there is one)")
+    p.add_argument("--finetune", type=int, metavar="STEPS",
+                   help="also every method's midpoint on independent pairs after STEPS fine-tune steps towards the "
+                        "pair's mean function (default: the run's evaluation.finetune_steps)")
     p.add_argument("--kway", default="2,4,8", help="K-way merge section: group sizes K (default 2,4,8; none: skip)")
     p.add_argument("--kway-groups", type=int, default=16, help="groups per K of the K-way section (default 16)")
 
@@ -64,6 +67,10 @@ def run(args) -> int:
         cfg.evaluation.pairs_per_kind = args.pairs
     if args.lambdas:
         cfg.evaluation.lambdas = args.lambdas
+    if args.finetune is not None:
+        if args.finetune < 0:
+            raise GmnaeError(f"--finetune {args.finetune}: the number of steps must be >= 0")
+        cfg.evaluation.finetune_steps = args.finetune
     device = resolve_device(args.device)
     try:
         model = WeightSpaceAutoencoder.load_from_checkpoint(ckpt, map_location=device)

@@ -154,8 +154,9 @@ class MergeEvaluation:
 
     def __init__(self, zoo, split: str = "val", pairs_per_kind: int = 8, lambdas: int = 25, noise_std: float = 0.005,
                  max_iter: int = 100, seed: int = 0, activation: str | None = None, data_root: str | None = None,
-                 reconstructions: int = 8):
+                 reconstructions: int = 8, finetune_steps: int = 0):
         self.zoo, self.split, self.data_root = zoo, split, data_root
+        self.finetune_steps = finetune_steps
         self.lambdas = lambda_grid(lambdas)
         self.max_iter, self.n_recon = max_iter, reconstructions
         acts = sorted(set(zoo.activations(split))) if activation is None else [activation]
@@ -174,7 +175,8 @@ class MergeEvaluation:
     def from_config(zoo, cfg, split: str = "val") -> "MergeEvaluation":
         e = cfg.evaluation
         return MergeEvaluation(zoo, split, e.pairs_per_kind, e.lambdas, e.noise_std, e.max_iter, cfg.seed,
-                               cfg.dataset.get("activation"), cfg.dataset.get("data_root"), e.reconstructions)
+                               cfg.dataset.get("activation"), cfg.dataset.get("data_root"), e.reconstructions,
+                               e.get("finetune_steps", 0))
 
     def evaluator(self, kind: str):
         if kind not in self._evaluators:
@@ -250,8 +252,55 @@ class MergeEvaluation:
         primary = {k: self.evaluator(k).primary for k in self.pair_sets}
         hib = {k: False for k in self.pair_sets}
         recon = self.reconstruction_quality(model)
+        if self.finetune_steps:
+            recon.update(self.finetuned_midpoints(model))
         model.train(was_training)
         return EvaluationResult(self.lambdas, curves, primary, hib, recon, time.perf_counter() - t0)
+
+    def finetuned_midpoints(self, model) -> dict[str, float]:
+        """Independent pairs: every method's midpoint λ = 0.5 before and after `finetune_steps` Adam steps towards the
+        pair's mean function (merge/finetune.py), scored as the curves are: PSNR against the target (INRs), held-out
+        accuracy (CNNs). Keys `<kind prefix>midpoint_<method>[+ft<S>]_<psnr|accuracy>`."""
+        from .merge.finetune import finetune_to_parents
+
+        out, steps = {}, self.finetune_steps
+        device, dtype = model.device, next(model.parameters()).dtype
+        for kind, ps in self.pair_sets.items():
+            if not kind.endswith("independent"):
+                continue
+            prefix = kind[: -len("independent")]
+            a, b = ps.a.to(device, dtype), ps.b.to(device, dtype)
+            half = torch.tensor([0.5], dtype=dtype, device=device)
+            mids = {m: method_path(ps.arch, a, b, m, half, max_iter=self.max_iter)[:, 0]
+                    for m in baseline_methods(ps.activation)}
+            codes = torch.full((len(a),), code_of(ps.activation), device=device)
+            za, zb = model.encode(a, codes), model.encode(b, codes)
+            mids["ae"] = 0.5 * (model.decode(za) + model.decode(zb))
+            mids["ae-latent"] = model.decode(0.5 * (za + zb))
+            inputs = self._finetune_inputs(ps.arch).to(device, dtype)
+            parents = torch.stack([a, b], 1)
+            weights = torch.full((len(a), 2), 0.5, dtype=dtype, device=device)
+            ev = self.evaluator(kind)
+            for method, mid in mids.items():
+                tuned = finetune_to_parents(ps.arch, mid, parents, weights, inputs, steps)
+                curves = ev(torch.stack([mid, tuned], 1))
+                if "accuracy" in curves:
+                    name, q = "accuracy", curves["accuracy"].double()
+                else:
+                    name, q = "psnr", 10 * torch.log10(1.0 / curves["mse"].double().clamp_min(1e-12))
+                out[f"{prefix}midpoint_{method}_{name}"] = float(q[:, 0].mean())
+                out[f"{prefix}midpoint_{method}+ft{steps}_{name}"] = float(q[:, 1].mean())
+        return out
+
+    def _finetune_inputs(self, arch) -> torch.Tensor:
+        """What the fine-tune compares functions on: the coordinate grid (SIRENs), 1,024 train task images (CNNs)."""
+        if arch.family == "siren":
+            from .tasks.grid import coordinate_grid
+
+            return coordinate_grid(int((self.zoo.task or {}).get("resolution", 28)))
+        from .tasks.classification import task_images
+
+        return task_images(self.zoo.task, "train", self.data_root)[0][:1024]
 
     def sample_networks(self) -> tuple[str, torch.Tensor]:
         """A few networks of the split (the first endpoints of the first pair kind) for reconstructions."""

@@ -110,3 +110,29 @@ def test_architecture_other_than_the_models_zoo_is_refused(same_image, inr_autoe
     assert "no such run folder" in _error(capsys, ["merge", str(tmp_path / "a.pth"), str(tmp_path / "a.pth"),
                                                    "--method", "ae", "--model", str(tmp_path / "nope"), "--out", str(out)])
     assert not out.exists()
+
+
+def test_evaluation_reports_midpoints_before_and_after_the_finetune(inr_autoencoder_run, digits_inr_zoo):
+    """`evaluation.finetune_steps=S`: each method's independent-pair midpoint before and after S steps, scored
+    like the curves; the 'before' value equals the curve's midpoint and the library's fine-tune gives 'after'."""
+    from gmnae.merge.finetune import finetune_to_parents
+    from gmnae.merge.interpolation import method_path
+    from gmnae.merge_evaluation import MergeEvaluation
+    from gmnae.tasks.grid import coordinate_grid
+
+    model = WeightSpaceAutoencoder.load_from_checkpoint(inr_autoencoder_run / "checkpoints" / "last.ckpt",
+                                                        map_location="cpu").eval()
+    ev = MergeEvaluation(digits_inr_zoo, "val", pairs_per_kind=4, lambdas=3, finetune_steps=15)
+    res = ev.run(model)
+    rec = res.reconstruction
+    assert {"midpoint_naive_psnr", "midpoint_naive+ft15_psnr", "midpoint_ae+ft15_psnr"} <= set(rec)
+    mid_curve = res.curves["independent"]["naive"]["mse"][:, 1]  # λ grid 0, 0.5, 1
+    assert rec["midpoint_naive_psnr"] == pytest.approx(float((10 * torch.log10(1 / mid_curve.double())).mean()), rel=1e-4)
+    ps = ev.pair_sets["independent"]
+    a, b = ps.a.float(), ps.b.float()
+    mid = method_path(ps.arch, a, b, "naive", torch.tensor([0.5]))[:, 0]
+    tuned = finetune_to_parents(ps.arch, mid, torch.stack([a, b], 1), torch.full((len(a), 2), 0.5),
+                                coordinate_grid(28), 15)
+    mse = ev.evaluator("independent")(tuned.unsqueeze(1))["mse"][:, 0].double()
+    assert rec["midpoint_naive+ft15_psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), rel=1e-4)
+    assert rec["midpoint_naive+ft15_psnr"] > rec["midpoint_naive_psnr"] + 3
