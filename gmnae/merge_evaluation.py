@@ -261,7 +261,7 @@ class MergeEvaluation:
         """Independent pairs: every method's midpoint λ = 0.5 before and after `finetune_steps` Adam steps towards the
         pair's mean function (merge/finetune.py), scored as the curves are: PSNR against the target (INRs), held-out
         accuracy (CNNs). Keys `<kind prefix>midpoint_<method>[+ft<S>]_<psnr|accuracy>`."""
-        from .merge.finetune import finetune_to_parents
+        from .merge.finetune import finetune_to_parents, function_inputs
 
         out, steps = {}, self.finetune_steps
         device, dtype = model.device, next(model.parameters()).dtype
@@ -277,7 +277,7 @@ class MergeEvaluation:
             za, zb = model.encode(a, codes), model.encode(b, codes)
             mids["ae"] = 0.5 * (model.decode(za) + model.decode(zb))
             mids["ae-latent"] = model.decode(0.5 * (za + zb))
-            inputs = self._finetune_inputs(ps.arch).to(device, dtype)
+            inputs = function_inputs(ps.arch, self.zoo.task, self.data_root).to(device, dtype)
             parents = torch.stack([a, b], 1)
             weights = torch.full((len(a), 2), 0.5, dtype=dtype, device=device)
             ev = self.evaluator(kind)
@@ -291,16 +291,6 @@ class MergeEvaluation:
                 out[f"{prefix}midpoint_{method}_{name}"] = float(q[:, 0].mean())
                 out[f"{prefix}midpoint_{method}+ft{steps}_{name}"] = float(q[:, 1].mean())
         return out
-
-    def _finetune_inputs(self, arch) -> torch.Tensor:
-        """What the fine-tune compares functions on: the coordinate grid (SIRENs), 1,024 train task images (CNNs)."""
-        if arch.family == "siren":
-            from .tasks.grid import coordinate_grid
-
-            return coordinate_grid(int((self.zoo.task or {}).get("resolution", 28)))
-        from .tasks.classification import task_images
-
-        return task_images(self.zoo.task, "train", self.data_root)[0][:1024]
 
     def sample_networks(self) -> tuple[str, torch.Tensor]:
         """A few networks of the split (the first endpoints of the first pair kind) for reconstructions."""

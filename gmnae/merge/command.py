@@ -217,19 +217,15 @@ def finetune_merged(args, arch, zoo, merged: torch.Tensor, parents: torch.Tensor
                     weights: torch.Tensor) -> tuple[torch.Tensor, str]:
     """`--finetune`: Adam steps of the merged network `[P]` towards its parents' `[K, P]` weighted mean function.
     Returns the tuned network and a note with the distance to that function before and after."""
-    from ..tasks.grid import coordinate_grid
-    from .finetune import finetune_to_function, parents_target
+    from .finetune import finetune_to_function, function_inputs, parents_target
 
     if arch.family == "siren":
-        res = int(zoo.task.get("resolution", 28)) if zoo is not None and zoo.task else 28
-        inputs = coordinate_grid(res, dtype=merged.dtype)
+        task = zoo.task if zoo is not None else None
     else:
-        from ..tasks.classification import task_images
-
         task = curve_task(arch, zoo)
         if task is None:
             raise GmnaeError("--finetune for a CNN needs its task's images: pass --zoo ZOO_DIR of the networks' task")
-        inputs = task_images(task, "train", args.data_root)[0][:1024].to(merged.dtype)
+    inputs = function_inputs(arch, task, args.data_root).to(merged.dtype)
     target = parents_target(arch, parents.unsqueeze(0).to(merged.dtype), weights.unsqueeze(0).to(merged.dtype), inputs)
     tuned = finetune_to_function(arch, merged.unsqueeze(0), target, inputs, args.finetune, args.finetune_lr)
 

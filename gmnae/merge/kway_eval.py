@@ -202,22 +202,12 @@ class KWayEvaluation:
                     log(f"  K={k} {act}: {G} groups done ({time.perf_counter() - t0:.0f}s)")
         return KWayResult(rows, notes, self.split, time.perf_counter() - t0)
 
-    def _finetune_inputs(self, dtype) -> torch.Tensor:
-        """What the fine-tune compares functions on: the coordinate grid (SIRENs) or 1,024 train task images (CNNs)."""
-        if self.zoo.arch.family == "siren":
-            from ..tasks.grid import coordinate_grid
-
-            return coordinate_grid(int((self.zoo.task or {}).get("resolution", 28)), dtype=dtype)
-        from ..tasks.classification import task_images
-
-        return task_images(self.zoo.task, "train", self.data_root)[0][:1024].to(dtype)
-
     def _finetuned(self, g, merged: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each merge after `finetune` steps towards its group's mean function."""
-        from .finetune import finetune_to_parents
+        from .finetune import finetune_to_parents, function_inputs
 
         parents = g.nets.double()
-        inputs = self._finetune_inputs(parents.dtype)
+        inputs = function_inputs(g.arch, self.zoo.task, self.data_root).to(parents.dtype)
         weights = torch.full(parents.shape[:2], 1.0 / parents.shape[1], dtype=parents.dtype)
         return {f"{m}+ft{self.finetune}": finetune_to_parents(g.arch, nets.double(), parents, weights, inputs,
                                                                self.finetune)

@@ -55,3 +55,13 @@ def test_each_network_is_tuned_on_its_own_and_zero_steps_is_the_identity(trained
     alone = torch.cat([finetune_to_function(arch, p[i:i + 1], target[i:i + 1], coords, steps=5) for i in range(3)])
     torch.testing.assert_close(together, alone)
     torch.testing.assert_close(finetune_to_function(arch, p[:3], target, coords, steps=0), p[:3], rtol=0, atol=0)
+
+
+def test_function_inputs_are_the_grid_or_the_tasks_train_images(digits_inr_zoo, digits_cnn_zoo):
+    from gmnae.merge.finetune import function_inputs
+    from gmnae.tasks.classification import task_images
+
+    torch.testing.assert_close(function_inputs(digits_inr_zoo.arch, digits_inr_zoo.task), coordinate_grid(28))
+    x = function_inputs(digits_cnn_zoo.arch, digits_cnn_zoo.task, n_images=50)
+    torch.testing.assert_close(x, task_images(digits_cnn_zoo.task, "train")[0][:50])
+    assert not torch.equal(x, task_images(digits_cnn_zoo.task, "test")[0][:50])  # never the scoring images
