@@ -217,7 +217,8 @@ def finetune_merged(args, arch, zoo, merged: torch.Tensor, parents: torch.Tensor
                     weights: torch.Tensor) -> tuple[torch.Tensor, str]:
     """`--finetune`: Adam steps of the merged network `[P]` towards its parents' `[K, P]` weighted mean function.
     Returns the tuned network and a note with the distance to that function before and after."""
-    from .finetune import finetune_to_function, function_inputs, parents_target
+    from ..weightspace.functional import forward
+    from .finetune import finetune_to_function, function_distance, function_inputs, parents_target
 
     if arch.family == "siren":
         task = zoo.task if zoo is not None else None
@@ -229,14 +230,9 @@ def finetune_merged(args, arch, zoo, merged: torch.Tensor, parents: torch.Tensor
     target = parents_target(arch, parents.unsqueeze(0).to(merged.dtype), weights.unsqueeze(0).to(merged.dtype), inputs)
     tuned = finetune_to_function(arch, merged.unsqueeze(0), target, inputs, args.finetune, args.finetune_lr)
 
-    def distance(p):  # MSE to the target rendering / cross-entropy to the target probabilities
-        from ..weightspace.functional import forward
-
+    def distance(p):
         with torch.no_grad():
-            out = forward(arch, p, inputs)
-            if arch.family == "siren":
-                return float((out - target).pow(2).mean())
-            return float(-(target * out.log_softmax(-1)).sum(-1).mean())
+            return float(function_distance(arch, forward(arch, p, inputs), target)[0])
 
     what = "MSE to the parents' mean rendering" if arch.family == "siren" else "cross-entropy to the parents' mean prediction"
     note = (f"; fine-tuned {args.finetune} steps: {what} {distance(merged.unsqueeze(0)):.4g} -> "

@@ -50,6 +50,14 @@ def parents_target(arch: Architecture, parents: torch.Tensor, weights: torch.Ten
         return torch.einsum("bk,bk...->b...", weights.to(out), out)
 
 
+def function_distance(arch: Architecture, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per network `[B]`: mean squared error to the target rendering (SIRENs), or cross-entropy of the
+    outputs' softmax against the target probabilities (CNNs) — what the fine-tune minimises."""
+    if arch.family == "siren":
+        return (outputs - target).pow(2).mean(dim=(1, 2))
+    return -(target * F.log_softmax(outputs, dim=-1)).sum(-1).mean(-1)
+
+
 def finetune_to_function(arch: Architecture, params: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,
                          steps: int, lr: float = 1e-3, activation=None) -> torch.Tensor:
     """`steps` Adam steps of B networks `[B, P]` towards `target` (from `parents_target`), each network on its
@@ -60,11 +68,7 @@ def finetune_to_function(arch: Architecture, params: torch.Tensor, target: torch
     opt = torch.optim.Adam([p], lr=lr)
     with torch.enable_grad():
         for _ in range(steps):
-            out = forward(arch, p, inputs, activation)
-            if arch.family == "siren":
-                loss = (out - target).pow(2).mean(dim=(1, 2)).sum()
-            else:
-                loss = -(target * F.log_softmax(out, dim=-1)).sum(-1).mean(-1).sum()
+            loss = function_distance(arch, forward(arch, p, inputs, activation), target).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
