@@ -1,6 +1,6 @@
 """The weight-space autoencoder: ScaleGMN encoder -> latent -> decoder -> decoded networks.
 
-    model = WeightSpaceAutoencoder(arch.to_dict(), kind="inr", encoder={...}, decoder={...}, optim={...})
+    model = WeightSpaceAutoencoder(arch.to_dict(), family="inr", encoder={...}, decoder={...}, optim={...})
     z = model.encode(params, activation)          # invariant latent [B, latent_dim]
     decoded = model.decode(z)                     # [B, P], one canonical representative per orbit
 
@@ -28,15 +28,20 @@ def resolve_symmetry(symmetry: str, activation: str) -> str:
 
 
 class WeightSpaceAutoencoder(WeightSpaceModule):
-    def __init__(self, arch: dict, kind: str, encoder: dict, decoder: dict, optim: dict, loss: dict | None = None,
-                 task: dict | None = None, data_root: str | None = None, resolution: int = 28,
-                 param_stats: tuple | None = None, probe: dict | None = None):
+    def __init__(self, arch: dict, family: str | None = None, encoder: dict | None = None, decoder: dict | None = None,
+                 optim: dict | None = None, loss: dict | None = None, task: dict | None = None,
+                 data_root: str | None = None, resolution: int = 28, param_stats: tuple | None = None,
+                 probe: dict | None = None, kind: str | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["param_stats"])  # the statistics travel as decoder buffers
+        family = family or kind  # `kind`: the name checkpoints saved before the rename carry
+        if family not in ("inr", "cnn"):
+            raise ValueError(f"family must be inr or cnn, not {family!r}")
+        self.save_hyperparameters(ignore=["param_stats", "kind"])  # the statistics travel as decoder buffers
+        self.hparams["family"] = family
         from .nn import EncoderConfig, FunctionProbe, ScaleGMNEncoder
 
         self.arch = Architecture.from_dict(arch)
-        self.kind = kind
+        self.family = family  # dataset family: inr (rendering loss) or cnn (distillation)
         enc = dict(encoder)
         enc["symmetry"] = resolve_symmetry(enc.get("symmetry", "auto"), self.arch.activation)
         self.encoder = ScaleGMNEncoder(self.arch, EncoderConfig.from_dict(enc))
@@ -57,7 +62,7 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
         self.metrics = torch.nn.ModuleDict({
             f"{stage}_{name}": MeanMetric()
             for stage in ("train", "val", "test")
-            for name in (("loss", "psnr") if kind == "inr" else ("loss", "accuracy", "teacher_accuracy", "agreement"))
+            for name in (("loss", "psnr") if family == "inr" else ("loss", "accuracy", "teacher_accuracy", "agreement"))
         })
         self.image_generator: torch.Generator | None = None
 
@@ -81,11 +86,16 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
 
     # ---- task data (CNN zoos) -------------------------------------------------------------
     def task_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images the distillation loss uses: "train" for training, "test" (held out) for validation."""
+        """Images the distillation loss uses: "train" for training, "test" (held out) for validation -- the
+        datamodule's (loaded once per run); a module outside a Trainer (loaded from a checkpoint) loads them."""
         if split not in self._task_images:
-            from .tasks.classification import task_images
+            dm = self._trainer.datamodule if self._trainer is not None else None
+            if dm is not None and hasattr(dm, "task_images"):
+                x, y = dm.task_images(split)
+            else:
+                from .tasks.classification import task_images
 
-            x, y = task_images(self.task, split, self.data_root)
+                x, y = task_images(self.task, split, self.data_root)
             self._task_images[split] = (x.to(self.device), y.to(self.device))
         return self._task_images[split]
 
@@ -109,7 +119,7 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
         params, valid = batch.params, batch.valid
         act = self._activation(batch.activation)
         decoded = self(params, batch.activation)
-        if self.kind == "inr":
+        if self.family == "inr":
             per_net = inr_render_mse(self.arch, params, decoded, self.coords)
             self.metrics[f"{stage}_psnr"](10 * torch.log10(1.0 / per_net.detach().clamp_min(1e-12)), valid)
         else:

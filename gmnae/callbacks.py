@@ -53,7 +53,9 @@ class InterpolationCallback(L.Callback):
     """Merging evaluation while a model trains (and once more at the end of fit).
 
     Every `every_n_val_epochs` validation epochs: interpolation curves of naive, weight matching,
-    `ae` and `ae-latent` paths on fixed seeded validation pairs (`gmnae.merge_evaluation`). Each rank
+    `ae` and `ae-latent` paths on fixed seeded validation pairs (`gmnae.merge_evaluation`), which, like the
+    task images, come from the run's `ZooDataModule` (`trainer.datamodule`; without one, from the
+    zoo the config names). Each rank
     computes its share of the pairs and the shares are gathered, so all ranks log the same
     scalars (a checkpoint may monitor them); figures, CSV and `report.html` are written by rank 0
     only. Every rank runs the same collectives in the same order, never inside a rank-0 branch.
@@ -61,7 +63,7 @@ class InterpolationCallback(L.Callback):
 
     def __init__(self, evaluation_factory, run_dir: Path, every_n_val_epochs: int = 5, title: str = "",
                  config_yaml: str = ""):
-        self.factory, self.run_dir = evaluation_factory, Path(run_dir)
+        self.factory, self.run_dir = evaluation_factory, Path(run_dir)  # factory: trainer -> MergeEvaluation
         self.every = every_n_val_epochs
         self.title, self.config_yaml = title, config_yaml
         self.evaluation = None
@@ -73,18 +75,24 @@ class InterpolationCallback(L.Callback):
     def from_config(cfg, run_dir: Path) -> "InterpolationCallback":
         from omegaconf import OmegaConf
 
-        from .merge_evaluation import MergeEvaluation
-        from .zoo.format import Zoo
+        def evaluation(trainer: L.Trainer):
+            from .datamodule import ZooDataModule
+            from .merge_evaluation import MergeEvaluation
+            from .zoo.format import Zoo
 
-        return InterpolationCallback(lambda: MergeEvaluation.from_config(Zoo(cfg.dataset.zoo), cfg, "val"), run_dir,
-                                     cfg.evaluation.every_n_val_epochs, f"gmnae · {run_dir.name}",
+            dm = getattr(trainer, "datamodule", None)
+            if isinstance(dm, ZooDataModule):
+                return MergeEvaluation.from_datamodule(dm, cfg, "val")
+            return MergeEvaluation.from_config(Zoo(cfg.dataset.zoo), cfg, "val")
+
+        return InterpolationCallback(evaluation, run_dir, cfg.evaluation.every_n_val_epochs, f"gmnae · {run_dir.name}",
                                      OmegaConf.to_yaml(cfg))
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, log_scalars: bool):
         import torch
 
         if self.evaluation is None:
-            self.evaluation = self.factory()
+            self.evaluation = self.factory(trainer)
         result = self.evaluation.run(pl_module, trainer.global_rank, trainer.world_size, gather=pl_module.all_gather)
         self.last_result, self._last_step = result, trainer.global_step
         scalars = result.scalars()
@@ -102,7 +110,7 @@ class InterpolationCallback(L.Callback):
             from tqdm import tqdm
 
             # tqdm.write clears the progress bar first, so the table does not glue onto it
-            tqdm.write(f"[interpolation] step {trainer.global_step}: {len(self.evaluation.pair_sets)} pair kinds in "
+            tqdm.write(f"[interpolation] step {trainer.global_step}: {len(self.evaluation.pair_sets)} pair types in "
                        f"{result.seconds:.1f}s\n{result.table()}")
 
     @staticmethod

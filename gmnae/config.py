@@ -27,6 +27,10 @@ from .errors import ConfigError
 GROUPS = ("dataset", "model", "trainer")
 EXPERIMENT = "experiment"  # configs/experiment/NAME.yaml: a recipe that may set groups and any key
 BASES = ("base",)  # files other files of their group extend; not offered as choices
+# Keys renamed since configs and runs were saved: old dotted key -> current key. The old name is still accepted
+# wherever a key can be written (group files, recipes, saved run configs, the command line) and means exactly
+# what the current one does; it is renamed before the schema sees it.
+RENAMED_KEYS = {"dataset.kind": "dataset.family", "evaluation.pairs_per_kind": "evaluation.pairs_per_type"}
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig}  # trainer: Lightning's arguments
 
 
@@ -36,6 +40,34 @@ def config_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent.parent / "configs"
+
+
+def rename_legacy_keys(node, prefix: str = "", origin: str = "config"):
+    """`node` -- a whole config, or the part of one under `prefix` (a dataset file: "dataset") -- with every old
+    key name of RENAMED_KEYS replaced by its current one, in the old key's place. A DictConfig or a plain dict."""
+    if node is None:
+        return node
+    tree = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else node
+    changed = False
+    for old, new in RENAMED_KEYS.items():
+        if prefix and not old.startswith(prefix + "."):
+            continue
+        *path, leaf = old[len(prefix) + 1:].split(".") if prefix else old.split(".")
+        parent = tree
+        for part in path:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or leaf not in parent:
+            continue
+        new_leaf = new.rsplit(".", 1)[-1]
+        if new_leaf in parent:
+            raise ConfigError(f"{origin}: both {old} (its old name) and {new} are set; keep {new}")
+        items = [(new_leaf if k == leaf else k, v) for k, v in parent.items()]
+        parent.clear()
+        parent.update(items)
+        changed = True
+    if not changed:
+        return node
+    return OmegaConf.create(tree) if isinstance(node, DictConfig) else tree
 
 
 def available(group: str) -> list[str]:
@@ -53,6 +85,10 @@ def _load_group(group: str, name: str, _chain: tuple[str, ...] = ()) -> DictConf
         node = OmegaConf.load(path)
     except Exception as e:  # YAML syntax
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if isinstance(node, DictConfig):
+        node = rename_legacy_keys(node, "" if group == EXPERIMENT else group, str(path))
+        if group != EXPERIMENT and isinstance(node.get("override"), DictConfig):  # top-level keys a group file sets
+            node.override = rename_legacy_keys(node.override, "", f"{path} (override:)")
     parent = node.pop("extends", None)
     if parent is None:
         return node
@@ -108,7 +144,7 @@ def parse_overrides(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
         if key in (*GROUPS, EXPERIMENT):
             groups[key] = value
         else:
-            rest.append(f"{key}={value}")
+            rest.append(f"{RENAMED_KEYS.get(key, key)}={value}")
     return groups, rest
 
 
@@ -122,7 +158,7 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
         if experiment:
             raise ConfigError(f"experiment={experiment} starts a new run; a resumed run keeps its saved config "
                               "(override single keys instead)")
-        cfg = typed(TrainConfig, base, base_origin)
+        cfg = typed(TrainConfig, rename_legacy_keys(base, "", base_origin), base_origin)
         for group, name in groups.items():
             node = _load_group(group, name)
             node.pop("defaults", None), node.pop("override", None)
@@ -130,7 +166,7 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
             cfg.choices[group] = name
     else:
         root_path = config_dir() / "train.yaml"
-        root = OmegaConf.load(root_path)
+        root = rename_legacy_keys(OmegaConf.load(root_path), "", str(root_path))
         choices = dict(root.pop("defaults"))
         recipe, recipe_path = None, None
         if experiment:

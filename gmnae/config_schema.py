@@ -83,7 +83,7 @@ class LossConfig:
 @dataclass
 class EvaluationConfig:
     every_n_val_epochs: int = setting(5, ge=0)
-    pairs_per_kind: int = setting(8, ge=1)
+    pairs_per_type: int = setting(8, ge=1)  # pairs per pair type (orbit-P, ..., independent)
     lambdas: int = setting(25, ge=2)
     noise_std: float = setting(0.005, ge=0)
     max_iter: int = setting(100, ge=1)
@@ -105,7 +105,7 @@ class DatasetConfig:
     """A `configs/dataset/<name>.yaml` (less its `defaults:` and `override:` blocks, see gmnae/config.py)."""
 
     name: str = MISSING
-    kind: str = setting(MISSING, choices=("inr", "cnn"))
+    family: str = setting(MISSING, choices=("inr", "cnn"))  # the networks: INRs (SIRENs) or CNN classifiers
     zoo: str = MISSING                  # the zoo folder; saved configs hold it absolute
     architecture: Optional[str] = None  # layer shapes the zoo must have (gmnae.weightspace.named_architecture)
     build: Optional[str] = None         # built-in forge that `make train` / `gmnae zoo build` may run

@@ -1,53 +1,28 @@
-"""Streaming a zoo's splits from HDF5 shards into training.
+"""`ZooDataModule`: everything a run needs from its zoo, read in one place.
 
-`ShardStream` is an IterableDataset that yields whole batches:
+- `prepare_data` checks the zoo against the dataset config (gmnae/zoo_checks.py; the train command calls it
+  before Lightning starts, so bad input stops with one line before a file is written);
+- train/val/test streams (`ShardStream`, gmnae/shard_stream.py), with mid-epoch resume state;
+- `statistics_sample()`: the train networks the decoder's output statistics and the encoder's input
+  scale come from (one activation's only when `dataset.activation` filters a mixed zoo);
+- `task_images(split)`: a CNN zoo's task images, loaded once for the loss, the probe and the evaluation;
+- `split_networks(split)` / `evaluation_pairs(...)`: an evaluation split read once for every pair type.
 
-1. the split's rows are grouped into *units* (a shard's chunk of `CHUNK_ROWS` consecutive rows);
-   each epoch the units are shuffled (seed, epoch), then rows are shuffled within a bounded
-   window (`shuffle_buffer`), so reads stay chunk-sequential;
-2. the resulting order is cut into one contiguous block per DDP rank, every rank the same size:
-   training drops the remainder (no network is read twice in an epoch), evaluation pads the
-   last rank with rows flagged `valid = 0` (every network counted exactly once);
-3. each rank's block is cut into batches; DataLoader workers take runs of consecutive batches
-   (one shuffle window each, read in one pass over its chunks) round-robin, so every rank yields
-   the same number of batches whatever the worker count (DDP never waits).
-
-HDF5 files are opened lazily inside each worker (never before workers fork) and kept open.
+Activations travel as codes (weightspace/registry.py), never as names.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from pathlib import Path
 
-import h5py
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 
 from .errors import ZooError
-from .weightspace.architecture import ACTIVATIONS
-from .zoo.format import CHUNK_ROWS, Zoo
-
-
-@dataclass
-class Batch:
-    """What a training step receives."""
-
-    params: torch.Tensor      # [B, P] float32
-    index: torch.Tensor       # [B] row index within the split
-    valid: torch.Tensor       # [B] 1.0 for real rows, 0.0 for DDP padding
-    activation: torch.Tensor  # [B] index into ACTIVATIONS
-
-    def to(self, device, non_blocking: bool = False) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=non_blocking) for t in (self.params, self.index, self.valid,
-                                                                         self.activation)))
-
-    def pin_memory(self) -> "Batch":
-        return Batch(*(t.pin_memory() for t in (self.params, self.index, self.valid, self.activation)))
-
-    def __len__(self) -> int:
-        return len(self.index)
+from .shard_stream import Batch, ShardStream, _collate_identity  # noqa: F401  (Batch, ShardStream: re-exported)
+from .weightspace.registry import code_of
+from .zoo.format import Zoo
 
 
 def statistics_sample(zoo: Zoo, activation: str | None = None, limit: int = 4096) -> np.ndarray:
@@ -62,178 +37,117 @@ def statistics_sample(zoo: Zoo, activation: str | None = None, limit: int = 4096
     return zoo.read_params("train", limit=int(rows[-1]) + 1)[rows]
 
 
-def _collate_identity(x):
-    return x
-
-
-class ShardStream(IterableDataset):
-    """Batches of one split of a zoo, shuffled chunk-aware, sharded over DDP ranks and workers."""
-
-    def __init__(self, zoo: Zoo, split: str, batch_size: int, rows: np.ndarray | None = None,
-                 shuffle: bool = True, drop_last: bool = True, shuffle_buffer: int = 1024, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, activation_codes: np.ndarray | None = None):
-        self.root, self.split = zoo.root, split
-        self.shards = [(str(s.path), s.count) for s in zoo.shards(split)]
-        offsets = np.cumsum([0] + [c for _, c in self.shards])
-        self.offsets = offsets
-        total = int(offsets[-1])
-        # Rows of the split to use (a filter, e.g. one activation of a mixed zoo); sorted = file order.
-        self.rows = np.arange(total) if rows is None else np.sort(np.asarray(rows))
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.shuffle_buffer, self.seed = shuffle_buffer, seed
-        self.rank, self.world_size = rank, world_size
-        self.activation_codes = (np.zeros(total, np.int64) if activation_codes is None else activation_codes)
-        self.epoch = 0      # epoch of the first pass; each further pass over this object is the next epoch
-        self._passes = 0    # counted per copy: persistent workers each keep theirs in step
-        self.skip_batches = 0  # batches of the first pass after set_epoch already trained on (mid-epoch resume)
-        self._files: dict[str, h5py.File] = {}
-        if len(self.rows) < world_size * (batch_size if drop_last else 1):
-            raise ZooError(f"split {split!r} of {self.root} has {len(self.rows)} networks: too few for "
-                           f"{world_size} process(es) x batch {batch_size}; lower data.batch_size")
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch, self._passes, self.skip_batches = epoch, 0, 0
-
-    # -- order ------------------------------------------------------------------------------
-    def epoch_order(self) -> np.ndarray:
-        rows = self.rows
-        if not self.shuffle:
-            return rows
-        rng = np.random.default_rng([self.seed, self.epoch + max(self._passes - 1, 0)])
-        units, starts = np.unique(self._chunk_ids(rows), return_index=True)  # rows are sorted: units are runs
-        bounds = np.append(starts, len(rows))
-        order = np.concatenate([rows[bounds[u]:bounds[u + 1]] for u in rng.permutation(len(units))])
-        w = max(1, self.shuffle_buffer)
-        for s in range(0, len(order), w):
-            rng.shuffle(order[s:s + w])
-        return order
-
-    def rank_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, valid) of this rank for this epoch."""
-        order = self.epoch_order()
-        if self.drop_last:
-            per_rank = len(order) // self.world_size
-            mine = order[self.rank * per_rank:(self.rank + 1) * per_rank]
-            n_batches = len(mine) // self.batch_size
-            mine = mine[:n_batches * self.batch_size]
-            return mine, np.ones(len(mine), np.float32)
-        per_rank = math.ceil(len(order) / self.world_size)
-        mine = order[self.rank * per_rank:(self.rank + 1) * per_rank]
-        valid = np.ones(per_rank, np.float32)
-        if len(mine) < per_rank:  # pad with repeats that do not count
-            valid[len(mine):] = 0.0
-            mine = np.concatenate([mine, np.resize(order, per_rank - len(mine))])
-        return mine, valid
-
-    def __len__(self) -> int:
-        n = len(self.rows)
-        if self.drop_last:
-            return (n // self.world_size) // self.batch_size
-        return math.ceil(math.ceil(n / self.world_size) / self.batch_size)
-
-    # -- reading ----------------------------------------------------------------------------
-    def _file(self, path: str) -> h5py.File:
-        f = self._files.get(path)
-        if f is None:
-            try:
-                f = h5py.File(path, "r", rdcc_nbytes=16 * 2**20)
-            except OSError as e:
-                raise ZooError(f"shard {path} cannot be read ({e}); run `gmnae zoo verify {self.root}`") from e
-            self._files[path] = f
-        return f
-
-    def _chunk_ids(self, rows: np.ndarray) -> np.ndarray:
-        """The HDF5 chunk (shard, local row // CHUNK_ROWS) each split row lives in, as one integer."""
-        shard = np.searchsorted(self.offsets, rows, side="right") - 1
-        return shard * (1 << 40) + (rows - self.offsets[shard]) // CHUNK_ROWS
-
-    def read_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Parameters of split rows (any order): one contiguous read per HDF5 chunk touched."""
-        chunk = self._chunk_ids(rows)
-        out = None
-        for c in np.unique(chunk):
-            sel = np.flatnonzero(chunk == c)
-            shard = int(c >> 40)
-            local = rows[sel] - self.offsets[shard]
-            lo = int(local.min())
-            block = self._file(self.shards[shard][0])["params"][lo:int(local.max()) + 1]
-            if out is None:
-                out = np.empty((len(rows), block.shape[1]), np.float32)
-            out[sel] = block[local - lo]
-        return out
-
-    def _worker_batches(self, worker: int, n_workers: int) -> list[range]:
-        """The blocks of consecutive batch indices one worker yields, in order. Workers take blocks
-        (about one shuffle window each) round-robin and read a block in one pass over its chunks."""
-        per_block, n = max(1, self.shuffle_buffer // self.batch_size), len(self)
-        return [range(f, min(f + per_block, n)) for f in range(worker * per_block, n, n_workers * per_block)]
-
-    def delivery_order(self, n_workers: int) -> list[int]:
-        """Batch indices in the order a DataLoader with `n_workers` hands them out: one batch from each
-        worker in turn (an exhausted worker drops out) -- what a mid-epoch resume must skip."""
-        n_workers = max(1, n_workers)  # 0: the main process alone
-        queues = [[i for blk in self._worker_batches(w, n_workers) for i in blk] for w in range(n_workers)]
-        order, k = [], 0
-        while any(len(q) > k for q in queues):
-            order += [q[k] for q in queues if len(q) > k]
-            k += 1
-        return order
-
-    def __iter__(self):
-        self._passes += 1
-        rows, valid = self.rank_rows()
-        info = get_worker_info()
-        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        # the skip belongs to the epoch set last; persistent workers' later passes are later epochs
-        skip = self.skip_batches if self._passes == 1 else 0
-        skipped = set(self.delivery_order(n_workers)[:skip]) if skip else set()
-        bs = self.batch_size
-        for block in self._worker_batches(worker, n_workers):
-            todo = [i for i in block if i not in skipped]
-            if not todo:
-                continue
-            r = np.concatenate([rows[i * bs:(i + 1) * bs] for i in todo])
-            v = np.concatenate([valid[i * bs:(i + 1) * bs] for i in todo])
-            params = torch.from_numpy(self.read_rows(r))
-            index, valid_t = torch.from_numpy(r.astype(np.int64)), torch.from_numpy(v)
-            acts = torch.from_numpy(self.activation_codes[r])
-            for b in range(len(todo)):
-                s = slice(b * bs, (b + 1) * bs)
-                yield Batch(params[s], index[s], valid_t[s], acts[s])
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_files"] = {}  # handles never cross a fork/pickle
-        return state
-
-
 class ZooDataModule(L.LightningDataModule):
-    """Train/val/test streams of a zoo, plus what the functional loss needs (grid, targets, task images)."""
+    """Everything a run reads from its zoo: checks, streams, statistics, task images, evaluation pairs."""
 
     def __init__(self, zoo_path: str, batch_size: int = 64, val_batch_size: int | None = None,
                  num_workers: int = 0, shuffle_buffer: int = 1024, pin_memory: bool | str = "auto",
                  activation: str | None = None, limit_train_networks: int | None = None, seed: int = 0,
-                 data_root: str | None = None):
+                 data_root: str | None = None, dataset: dict | None = None, build_if_missing: bool = False):
         super().__init__()
-        self.zoo = Zoo(zoo_path)
+        self.zoo_path = Path(zoo_path)
+        # the config's dataset section `prepare_data` checks the zoo against (None: the zoo is only opened)
+        self.dataset, self.build_if_missing = dataset, build_if_missing
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.num_workers, self.shuffle_buffer, self.pin = num_workers, shuffle_buffer, pin_memory
         self.activation, self.limit_train = activation, limit_train_networks
         self.seed, self.data_root = seed, data_root
         self.streams: dict[str, ShardStream] = {}
         self._resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
+        self._zoo: Zoo | None = None
+        self._prepared = False
+        self._statistics: np.ndarray | None = None
+        self._task_images: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._split_networks: dict = {}
+
+    @classmethod
+    def from_config(cls, cfg, build_zoo: bool = False) -> "ZooDataModule":
+        """The datamodule of a training config; `build_zoo`: a missing built-in zoo may be built (`--build-zoo`)."""
+        from omegaconf import OmegaConf
+
+        from .zoo_checks import builds_missing_zoo
+
+        d, ds = cfg.data, cfg.dataset
+        return cls(ds.zoo, batch_size=d.batch_size, val_batch_size=d.val_batch_size, num_workers=d.num_workers,
+                   shuffle_buffer=d.shuffle_buffer, pin_memory=d.pin_memory, activation=ds.get("activation"),
+                   limit_train_networks=d.limit_train_networks, seed=cfg.seed, data_root=ds.get("data_root"),
+                   dataset=OmegaConf.to_container(ds), build_if_missing=builds_missing_zoo(cfg, build_zoo))
+
+    # -- the zoo, checked ---------------------------------------------------------------------
+    @property
+    def zoo(self) -> Zoo:
+        if self._zoo is None:
+            self._zoo = Zoo(self.zoo_path)
+        return self._zoo
+
+    @property
+    def family(self) -> str:
+        """The dataset family of the zoo's networks: "inr" (SIRENs) or "cnn"."""
+        from .zoo_checks import network_family
+
+        return network_family(self.zoo)
+
+    def prepare_data(self) -> None:
+        """Check the zoo against the dataset config (building a missing built-in zoo only when asked) and that
+        a CNN zoo's task images are there. The train command calls this before Lightning starts anything;
+        Lightning's own call is then a no-op."""
+        if self._prepared:
+            return
+        if self.dataset is not None:
+            from .zoo_checks import check_zoo
+
+            self._zoo = check_zoo(self.zoo_path, self.dataset, self.build_if_missing)
+        if self.family == "cnn":  # say exactly which task files are missing before training starts
+            for split in ("train", "test"):
+                self.task_images(split)
+        self._prepared = True
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_data()  # Lightning prepares on one process per node; every process needs the checked zoo
 
     @property
     def arch(self):
         arch = self.zoo.arch
         return arch.with_activation(self.activation) if self.activation else arch
 
+    # -- what the model and the evaluation read, each read once -------------------------------------
+    def statistics_sample(self, limit: int = 4096) -> np.ndarray:
+        """The networks the decoder's output statistics and the encoder's input scale come from (only source)."""
+        if self._statistics is None:
+            self._statistics = statistics_sample(self.zoo, self.activation, limit)
+        return self._statistics
+
+    def task_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A CNN zoo's task (images, labels) on the CPU: "train" for the loss and the probe, "test" (held out)
+        for validation and the merging evaluation."""
+        if split not in self._task_images:
+            if self.family != "cnn":
+                raise ValueError(f"zoo {self.zoo.root} holds INRs: there are no task images")
+            from .tasks import classification
+
+            self._task_images[split] = classification.task_images(self.zoo.task, split, self.data_root)
+        return self._task_images[split]
+
+    def split_networks(self, split: str):
+        """Parameters, metadata and activation codes of a whole split (an evaluation split), read once."""
+        if split not in self._split_networks:
+            from .merge.pairs import SplitNetworks
+
+            self._split_networks[split] = SplitNetworks.read(self.zoo, split)
+        return self._split_networks[split]
+
+    def evaluation_pairs(self, split: str, pairs_per_type: int, seed: int = 0, sigma: float = 0.005) -> dict:
+        """Every pair type of the merging evaluation on `split`, from one read of the split."""
+        from .merge.pairs import evaluation_pair_sets
+
+        return evaluation_pair_sets(self.split_networks(split), pairs_per_type, seed, sigma, self.activation)
+
     def split_rows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows kept, activation code of every row) of a split."""
-        acts = np.array([ACTIVATIONS.index(a) for a in self.zoo.activations(split)], dtype=np.int64)
+        acts = np.array([code_of(a) for a in self.zoo.activations(split)], dtype=np.int64)
         rows = np.arange(len(acts))
         if self.activation:
-            rows = rows[acts == ACTIVATIONS.index(self.activation)]
+            rows = rows[acts == code_of(self.activation)]
             if len(rows) == 0:
                 raise ZooError(f"zoo {self.zoo.root} has no {self.activation} networks in split {split!r}")
         if split == "train" and self.limit_train:

@@ -2,7 +2,7 @@
 
     gmnae evaluate runs/digits-inr-scalegmn-small-s0/checkpoints/last.ckpt --split test --pairs 100
 
-Prints the barrier table (method x pair kind) and the K-way merge table (gmnae/merge/kway_eval.py:
+Prints the barrier table (method x pair type) and the K-way merge table (gmnae/merge/kway_eval.py:
 K networks of one image / task merged by naive averaging, MergeMany and the autoencoder, next to
 their parents' mean) and writes CSV, PNG and `report.html` to --out (default:
 <run>/evaluate-<split>/). The run's `config.yaml` supplies the dataset (zoo, task data).
@@ -19,7 +19,7 @@ from .errors import GmnaeError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", help="a checkpoint written by gmnae train (e.g. runs/NAME/checkpoints/last.ckpt)")
     p.add_argument("--split", default="test", help="zoo split the pairs come from (default test)")
-    p.add_argument("--pairs", type=int, help="pairs per pair kind (default: the run's evaluation.pairs_per_kind)")
+    p.add_argument("--pairs", type=int, help="pairs per pair type (default: the run's evaluation.pairs_per_type)")
     p.add_argument("--lambdas", type=int, help="points on the interpolation grid")
     p.add_argument("--zoo", help="zoo folder (default: the run's dataset.zoo)")
     p.add_argument("--config", help="run config (default: config.yaml of the checkpoint's run folder)")
@@ -51,6 +51,7 @@ def run(args) -> int:
     from omegaconf import OmegaConf
 
     from .autoencoder import WeightSpaceAutoencoder
+    from .config import rename_legacy_keys
     from .merge_evaluation import MergeEvaluation
     from .merge.kway_eval import KWayEvaluation, parse_ks
     from .report import write_evaluation
@@ -62,9 +63,9 @@ def run(args) -> int:
     cfg_path = Path(args.config) if args.config else ckpt.parent.parent / "config.yaml"
     if not cfg_path.exists():
         raise GmnaeError(f"no run config at {cfg_path}; pass --config RUN/config.yaml")
-    cfg = OmegaConf.load(cfg_path)
+    cfg = rename_legacy_keys(OmegaConf.load(cfg_path), "", str(cfg_path))  # a run saved before a key was renamed
     if args.pairs:
-        cfg.evaluation.pairs_per_kind = args.pairs
+        cfg.evaluation.pairs_per_type = args.pairs
     if args.lambdas:
         cfg.evaluation.lambdas = args.lambdas
     if args.finetune is not None:
@@ -95,11 +96,11 @@ def run(args) -> int:
                            cfg.dataset.get("data_root"), cfg.dataset.get("activation")).run(model)
             if kway_ks else None)
     out = Path(args.out) if args.out else ckpt.parent.parent / f"evaluate-{args.split}"
-    kind = next(iter(evaluation.pair_sets))
+    pair_type = next(iter(evaluation.pair_sets))
     ckpt_meta = torch.load(ckpt, map_location="cpu", weights_only=False)
     write_evaluation(out / "eval", result, f"gmnae evaluate · {ckpt}", model, OmegaConf.to_yaml(cfg),
                      ckpt_meta.get("global_step", 0), ckpt_meta.get("epoch", 0),
-                     sample=(evaluation.pair_sets[kind].arch, evaluation.sample_networks()[1]), split=args.split,
+                     sample=(evaluation.pair_sets[pair_type].arch, evaluation.sample_networks()[1]), split=args.split,
                      metrics_csv=ckpt.parent.parent / "csv" / "metrics.csv", extra_html=kway.html() if kway else "")
     summary = {"barriers": result.summary(), "reconstruction": result.reconstruction}
     if kway:

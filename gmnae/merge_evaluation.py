@@ -1,12 +1,13 @@
 """Merging evaluation of an autoencoder: interpolation curves and barriers on fixed pair sets.
 
-    ev = MergeEvaluation(zoo, "val", pairs_per_kind=8, lambdas=25)
+    ev = MergeEvaluation(zoo, "val", pairs_per_type=8, lambdas=25)
+    ev = MergeEvaluation.from_datamodule(datamodule, cfg, "val")   # a training run: the datamodule's pairs
     result = ev.run(model)                      # EvaluationResult: curves and barrier summaries
     print(result.table())
 
-Pair kinds (per activation of the zoo): orbit pairs for each transform kind (the activation's orbit
-kinds in `weightspace.registry`: P/D/PD with sign symmetry, P/S/PS with positive-scale symmetry, plus
-Gaussian noise) and independent pairs. Methods: `naive`, `wm` and the matching variant of the
+Pair types (per activation of the zoo): orbit pairs for each set of symmetries (the activation's orbit
+symmetries in `weightspace.registry`: P/D/PD with sign symmetry, P/S/PS with positive-scale symmetry, plus
+Gaussian noise) and independent pairs; all drawn from one read of the split (`merge.pairs.SplitNetworks`). Methods: `naive`, `wm` and the matching variant of the
 activation's group (`wm-signed`, `wm-scale`), `ae` (interpolate between
 decoded endpoints dec(enc(a)), dec(enc(b))) and `ae-latent` (decode (1-λ)z_a + λz_b).
 Every summary row carries the quality at the endpoints and at the midpoint λ = 0.5 (`end_<metric>`,
@@ -29,7 +30,7 @@ import torch
 from .fidelity import cnn_fidelity, inr_fidelity, other_indices
 from .merge.barriers import barrier_metrics
 from .merge.interpolation import lambda_grid, linear_path, method_path, zoo_evaluator
-from .merge.pairs import PairSet, orbit_kinds, zoo_pairs
+from .merge.pairs import PairSet, SplitNetworks, evaluation_pair_sets
 from .weightspace.registry import activation as activation_row, code_of
 
 AE_METHODS = ("ae", "ae-latent")
@@ -42,26 +43,28 @@ def baseline_methods(activation: str) -> tuple[str, ...]:
 @dataclass
 class EvaluationResult:
     lambdas: torch.Tensor
-    # curves[kind][method][metric] -> [n_pairs, L]
+    # curves[pair type][method][metric] -> [n_pairs, L]
     curves: dict[str, dict[str, dict[str, torch.Tensor]]]
-    primary: dict[str, str]           # kind -> the metric barriers are computed on
+    primary: dict[str, str]           # pair type -> the metric barriers are computed on
     higher_is_better: dict[str, bool]
     reconstruction: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     def barriers(self) -> dict[str, dict[str, dict[str, torch.Tensor]]]:
-        """[kind][method][barrier metric] -> per-pair values `[n]` on the kind's primary metric."""
+        """[pair type][method][barrier metric] -> per-pair values `[n]` on the pair type's primary metric."""
         out = {}
-        for kind, methods in self.curves.items():
-            out[kind] = {m: barrier_metrics(c[self.primary[kind]], self.lambdas) for m, c in methods.items()}
+        for pair_type, methods in self.curves.items():
+            out[pair_type] = {m: barrier_metrics(c[self.primary[pair_type]], self.lambdas) for m, c in methods.items()}
         return out
 
     def summary(self) -> list[dict]:
-        """One row per (kind, method): mean/std/median/quartiles of each barrier metric."""
+        """One row per (pair type, method): mean/std/median/quartiles of each barrier metric. The pair type's
+        column is called `kind` (barriers.csv and summary.json of existing runs are read by that name)."""
         rows = []
-        for kind, methods in self.barriers().items():
+        for pair_type, methods in self.barriers().items():
             for method, metrics in methods.items():
-                row = {"kind": kind, "method": method, "metric": self.primary[kind], "pairs": len(next(iter(metrics.values())))}
+                row = {"kind": pair_type, "method": method, "metric": self.primary[pair_type],
+                       "pairs": len(next(iter(metrics.values())))}
                 for name, v in metrics.items():
                     v = v.double()
                     row[f"{name}_mean"] = float(v.mean())
@@ -69,7 +72,7 @@ class EvaluationResult:
                     row[f"{name}_median"] = float(v.median())
                 # quality at the midpoint (λ nearest 0.5) and at the endpoints, for every metric of the curves
                 mid = int((self.lambdas - 0.5).abs().argmin())
-                for name, c in self.curves[kind][method].items():
+                for name, c in self.curves[pair_type][method].items():
                     c = c.double()
                     row[f"mid_{name}_mean"] = float(c[:, mid].mean())
                     row[f"end_{name}_mean"] = float(0.5 * (c[:, 0] + c[:, -1]).mean())
@@ -77,7 +80,7 @@ class EvaluationResult:
         return rows
 
     def scalars(self) -> dict[str, float]:
-        """Flat scalars for loggers: interp/<kind>/<method>/<barrier metric>."""
+        """Flat scalars for loggers: interp/<pair type>/<method>/<barrier metric>."""
         out = {}
         for row in self.summary():
             for key in ("barrier", "barrier_linear", "auc", "max", "min"):
@@ -91,22 +94,22 @@ class EvaluationResult:
         return out
 
     def table(self) -> str:
-        """Barrier (mean ± std) by method x pair kind, as text."""
+        """Barrier (mean ± std) by method x pair type, as text."""
         rows = self.summary()
-        kinds = list(dict.fromkeys(r["kind"] for r in rows))
+        pair_types = list(dict.fromkeys(r["kind"] for r in rows))
         methods = list(dict.fromkeys(r["method"] for r in rows))
         cell = {(r["kind"], r["method"]): f"{r['barrier_mean']:.4f} ± {r['barrier_std']:.4f}" for r in rows}
-        w = max(18, *(len(k) + 2 for k in kinds))
-        lines = [f"{'method':<12}" + "".join(f"{k:>{w}}" for k in kinds)]
+        w = max(18, *(len(k) + 2 for k in pair_types))
+        lines = [f"{'method':<12}" + "".join(f"{k:>{w}}" for k in pair_types)]
         for m in methods:
-            lines.append(f"{m:<12}" + "".join(f"{cell.get((k, m), '-'):>{w}}" for k in kinds))
+            lines.append(f"{m:<12}" + "".join(f"{cell.get((k, m), '-'):>{w}}" for k in pair_types))
         metric = ", ".join(sorted(set(self.primary.values())))
         text = f"loss barrier on {metric} (max - mean of endpoints), mean ± std over pairs\n" + "\n".join(lines)
         quality = "accuracy" if all("mid_accuracy_mean" in r for r in rows) else None
         if quality:
             mid = {(r["kind"], r["method"]): f"{r['end_accuracy_mean']:.3f} -> {r['mid_accuracy_mean']:.3f}" for r in rows}
-            lines = [f"{'method':<12}" + "".join(f"{k:>{w}}" for k in kinds)]
-            lines += [f"{m:<12}" + "".join(f"{mid.get((k, m), '-'):>{w}}" for k in kinds) for m in methods]
+            lines = [f"{'method':<12}" + "".join(f"{k:>{w}}" for k in pair_types)]
+            lines += [f"{m:<12}" + "".join(f"{mid.get((k, m), '-'):>{w}}" for k in pair_types) for m in methods]
             text += "\n\naccuracy at the endpoints (mean) -> at the midpoint λ = 0.5\n" + "\n".join(lines)
         fidelity = self.fidelity_table()
         return text + ("\n\n" + fidelity if fidelity else "")
@@ -150,45 +153,64 @@ def _reassemble(gathered: torch.Tensor, n: int, world: int) -> torch.Tensor:
 
 
 class MergeEvaluation:
-    """Fixed, seeded pair sets of a zoo split and the curves of every method on them."""
+    """Fixed, seeded pair sets of a zoo split and the curves of every method on them.
 
-    def __init__(self, zoo, split: str = "val", pairs_per_kind: int = 8, lambdas: int = 25, noise_std: float = 0.005,
+    The split is read once (`networks`, a `merge.pairs.SplitNetworks`) for every pair type, its pairs and
+    evaluators; a CNN zoo's held-out images (`test_images`) are loaded once too. A training run passes the
+    datamodule's (`from_datamodule`); without them they are read here."""
+
+    def __init__(self, zoo, split: str = "val", pairs_per_type: int = 8, lambdas: int = 25, noise_std: float = 0.005,
                  max_iter: int = 100, seed: int = 0, activation: str | None = None, data_root: str | None = None,
-                 reconstructions: int = 8, finetune_steps: int = 0):
+                 reconstructions: int = 8, finetune_steps: int = 0, networks: SplitNetworks | None = None,
+                 pair_sets: dict[str, PairSet] | None = None,
+                 test_images: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 train_images: torch.Tensor | None = None):
         self.zoo, self.split, self.data_root = zoo, split, data_root
         self.finetune_steps = finetune_steps
         self.lambdas = lambda_grid(lambdas)
         self.max_iter, self.n_recon = max_iter, reconstructions
-        acts = sorted(set(zoo.activations(split))) if activation is None else [activation]
-        self.pair_sets: dict[str, PairSet] = {}
-        for act in acts:
-            prefix = f"{act}:" if len(acts) > 1 else ""
-            for kind in [f"orbit-{k}" for k in orbit_kinds(act)] + ["independent"]:
-                ps = zoo_pairs(zoo, split, kind, n_pairs=pairs_per_kind, seed=seed, sigma=noise_std,
-                               activation=act if zoo.arch.activation == "mixed" else None)
-                if len(ps):
-                    self.pair_sets[prefix + kind] = ps
+        self.networks = SplitNetworks.read(zoo, split) if networks is None else networks
+        self.pair_sets: dict[str, PairSet] = (evaluation_pair_sets(self.networks, pairs_per_type, seed, noise_std,
+                                                                   activation) if pair_sets is None else pair_sets)
+        self.test_images, self.train_images = test_images, train_images
         self._evaluators = {}
         self._baselines: dict[str, dict[str, dict[str, torch.Tensor]]] | None = None
 
     @staticmethod
     def from_config(zoo, cfg, split: str = "val") -> "MergeEvaluation":
         e = cfg.evaluation
-        return MergeEvaluation(zoo, split, e.pairs_per_kind, e.lambdas, e.noise_std, e.max_iter, cfg.seed,
+        return MergeEvaluation(zoo, split, e.pairs_per_type, e.lambdas, e.noise_std, e.max_iter, cfg.seed,
                                cfg.dataset.get("activation"), cfg.dataset.get("data_root"), e.reconstructions,
                                e.get("finetune_steps", 0))
 
-    def evaluator(self, kind: str):
-        if kind not in self._evaluators:
-            ps = self.pair_sets[kind]
-            self._evaluators[kind] = zoo_evaluator(self.zoo, self.split, ps.index_a, activation=ps.activation,
-                                                   data_root=self.data_root, reference=ps.a)
-        return self._evaluators[kind]
+    @staticmethod
+    def from_datamodule(dm, cfg, split: str = "val") -> "MergeEvaluation":
+        """The evaluation of a training run: split, pairs and task images from its `ZooDataModule`."""
+        e = cfg.evaluation
+        pairs = dm.evaluation_pairs(split, e.pairs_per_type, cfg.seed, e.noise_std)
+        cnn = dm.family == "cnn"
+        return MergeEvaluation(dm.zoo, split, e.pairs_per_type, e.lambdas, e.noise_std, e.max_iter, cfg.seed,
+                               dm.activation, dm.data_root, e.reconstructions, e.get("finetune_steps", 0),
+                               networks=dm.split_networks(split), pair_sets=pairs,
+                               test_images=dm.task_images("test") if cnn else None,
+                               train_images=dm.task_images("train")[0] if cnn else None)
+
+    def evaluator(self, pair_type: str):
+        if pair_type not in self._evaluators:
+            ps = self.pair_sets[pair_type]
+            if self.test_images is None and self.zoo.arch.family != "siren":
+                from .tasks.classification import task_images
+
+                self.test_images = task_images(self.zoo.task, "test", self.data_root)
+            self._evaluators[pair_type] = zoo_evaluator(self.zoo, self.split, ps.index_a, activation=ps.activation,
+                                                        data_root=self.data_root, reference=ps.a,
+                                                        meta=self.networks.meta, images=self.test_images)
+        return self._evaluators[pair_type]
 
     # ---- curves of one shard of pairs -----------------------------------------------------------
-    def _baseline_curves(self, kind: str, idx: torch.Tensor, device) -> dict[str, dict[str, torch.Tensor]]:
-        ps = self.pair_sets[kind]
-        ev = self._shard_evaluator(kind, idx)
+    def _baseline_curves(self, pair_type: str, idx: torch.Tensor, device) -> dict[str, dict[str, torch.Tensor]]:
+        ps = self.pair_sets[pair_type]
+        ev = self._shard_evaluator(pair_type, idx)
         a, b = ps.a[idx].to(device), ps.b[idx].to(device)
         out = {}
         for method in baseline_methods(ps.activation):
@@ -196,9 +218,9 @@ class MergeEvaluation:
             out[method] = ev(path)
         return out
 
-    def _ae_curves(self, model, kind: str, idx: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-        ps = self.pair_sets[kind]
-        ev = self._shard_evaluator(kind, idx)
+    def _ae_curves(self, model, pair_type: str, idx: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        ps = self.pair_sets[pair_type]
+        ev = self._shard_evaluator(pair_type, idx)
         device, dtype = model.device, next(model.parameters()).dtype
         a, b = ps.a[idx].to(device, dtype), ps.b[idx].to(device, dtype)
         codes = torch.full((len(idx),), code_of(ps.activation), device=device)
@@ -209,11 +231,11 @@ class MergeEvaluation:
         latent_path = model.decode(z_path.reshape(-1, z_path.shape[-1])).view(len(idx), len(lam), -1)
         return {"ae": ev(ae_path), "ae-latent": ev(latent_path)}
 
-    def _shard_evaluator(self, kind: str, idx: torch.Tensor):
-        """The kind's evaluator restricted to the pairs `idx` (targets and references follow the pairs)."""
+    def _shard_evaluator(self, pair_type: str, idx: torch.Tensor):
+        """The pair type's evaluator restricted to the pairs `idx` (targets and references follow the pairs)."""
         import copy
 
-        ev = copy.copy(self.evaluator(kind))
+        ev = copy.copy(self.evaluator(pair_type))
         for attr in ("targets", "reference"):
             v = getattr(ev, attr, None)
             if v is not None:
@@ -224,18 +246,18 @@ class MergeEvaluation:
 
     # ---- the whole evaluation -------------------------------------------------------------------
     def _sharded(self, fn, rank: int, world: int, gather) -> dict[str, dict[str, dict[str, torch.Tensor]]]:
-        """Run fn(kind, idx) -> {method: {metric: [m, L]}} on this rank's pairs; gather every rank's share."""
+        """Run fn(pair_type, idx) -> {method: {metric: [m, L]}} on this rank's pairs; gather every rank's share."""
         out = {}
-        for kind, ps in self.pair_sets.items():
+        for pair_type, ps in self.pair_sets.items():
             idx, _ = _local_indices(len(ps), rank, world)
-            local = fn(kind, idx)
-            out[kind] = {}
+            local = fn(pair_type, idx)
+            out[pair_type] = {}
             for method, metrics in local.items():
-                out[kind][method] = {}
+                out[pair_type][method] = {}
                 for name, t in metrics.items():
                     t = t.detach().float()
                     g = gather(t) if world > 1 else t.unsqueeze(0)
-                    out[kind][method][name] = _reassemble(g.cpu(), len(ps), world)
+                    out[pair_type][method][name] = _reassemble(g.cpu(), len(ps), world)
         return out
 
     @torch.no_grad()
@@ -260,15 +282,15 @@ class MergeEvaluation:
     def finetuned_midpoints(self, model) -> dict[str, float]:
         """Independent pairs: every method's midpoint λ = 0.5 before and after `finetune_steps` Adam steps towards the
         pair's mean function (merge/finetune.py), scored as the curves are: PSNR against the target (INRs), held-out
-        accuracy (CNNs). Keys `<kind prefix>midpoint_<method>[+ft<S>]_<psnr|accuracy>`."""
+        accuracy (CNNs). Keys `<pair type prefix>midpoint_<method>[+ft<S>]_<psnr|accuracy>`."""
         from .merge.finetune import finetune_to_parents, function_inputs
 
         out, steps = {}, self.finetune_steps
         device, dtype = model.device, next(model.parameters()).dtype
-        for kind, ps in self.pair_sets.items():
-            if not kind.endswith("independent"):
+        for pair_type, ps in self.pair_sets.items():
+            if not pair_type.endswith("independent"):
                 continue
-            prefix = kind[: -len("independent")]
+            prefix = pair_type[: -len("independent")]
             a, b = ps.a.to(device, dtype), ps.b.to(device, dtype)
             half = torch.tensor([0.5], dtype=dtype, device=device)
             mids = {m: method_path(ps.arch, a, b, m, half, max_iter=self.max_iter)[:, 0]
@@ -277,10 +299,11 @@ class MergeEvaluation:
             za, zb = model.encode(a, codes), model.encode(b, codes)
             mids["ae"] = 0.5 * (model.decode(za) + model.decode(zb))
             mids["ae-latent"] = model.decode(0.5 * (za + zb))
-            inputs = function_inputs(ps.arch, self.zoo.task, self.data_root).to(device, dtype)
+            inputs = function_inputs(ps.arch, self.zoo.task, self.data_root,
+                                     train_images=self.train_images).to(device, dtype)
             parents = torch.stack([a, b], 1)
             weights = torch.full((len(a), 2), 0.5, dtype=dtype, device=device)
-            ev = self.evaluator(kind)
+            ev = self.evaluator(pair_type)
             for method, mid in mids.items():
                 tuned = finetune_to_parents(ps.arch, mid, parents, weights, inputs, steps)
                 curves = ev(torch.stack([mid, tuned], 1))
@@ -293,9 +316,9 @@ class MergeEvaluation:
         return out
 
     def sample_networks(self) -> tuple[str, torch.Tensor]:
-        """A few networks of the split (the first endpoints of the first pair kind) for reconstructions."""
-        kind = next(iter(self.pair_sets))
-        return kind, self.pair_sets[kind].a[: self.n_recon]
+        """A few networks of the split (the first endpoints of the first pair type) for reconstructions."""
+        pair_type = next(iter(self.pair_sets))
+        return pair_type, self.pair_sets[pair_type].a[: self.n_recon]
 
     def baselines(self, limit: int = 2048) -> dict[str, torch.Tensor]:
         """What a model that ignores its input could output, from the train split: the mean network
@@ -316,10 +339,10 @@ class MergeEvaluation:
         of the evaluated networks)."""
         out = {}
         base = self.baselines()
-        for kind, ps in self.pair_sets.items():
-            if not kind.endswith("independent"):
+        for pair_type, ps in self.pair_sets.items():
+            if not pair_type.endswith("independent"):
                 continue
-            prefix = kind[: -len("independent")]
+            prefix = pair_type[: -len("independent")]
             device, dtype = model.device, next(model.parameters()).dtype
             a = torch.cat([ps.a, ps.b]).to(device, dtype)
             codes = torch.full((len(a),), code_of(ps.activation), device=device)
@@ -332,7 +355,7 @@ class MergeEvaluation:
                 other = other_indices(torch.arange(len(ps)).repeat(2)) if len(ps) > 1 else None
             else:
                 other = other_indices(torch.arange(len(a)))
-            ev = self.evaluator(kind)
+            ev = self.evaluator(pair_type)
             if ps.arch.family == "siren":
                 orig, rec = ev.render(a), ev.render(decoded)
                 mse = (orig - rec).pow(2).mean(1)
@@ -348,12 +371,12 @@ class MergeEvaluation:
                 fid = {"": inr_fidelity(orig, rec, other), "blind_": inr_fidelity(orig, ev.render(blind), other)}
             else:
                 both = torch.stack([a, decoded], 1)  # [n, 2, P] as a 2-point "path"
-                ev2 = self._shard_evaluator(kind, torch.arange(len(ps)).repeat(2))
+                ev2 = self._shard_evaluator(pair_type, torch.arange(len(ps)).repeat(2))
                 acc = ev2(both)["accuracy"]
                 out[f"{prefix}accuracy_original"] = float(acc[:, 0].mean())
                 out[f"{prefix}accuracy_decoded"] = float(acc[:, 1].mean())
                 mean_net = base["mean_network"].to(a).expand(1, 2, -1)
-                out[f"{prefix}accuracy_baseline_mean_network"] = float(self._shard_evaluator(kind, torch.arange(1))(mean_net)["accuracy"][0, 0])
+                out[f"{prefix}accuracy_baseline_mean_network"] = float(self._shard_evaluator(pair_type, torch.arange(1))(mean_net)["accuracy"][0, 0])
                 args = (ev.images, ev.labels, ps.activation, other)
                 fid = {"": cnn_fidelity(ps.arch, a, decoded, *args), "blind_": cnn_fidelity(ps.arch, a, blind, *args)}
                 fid["blind_"].pop("accuracy_corr")  # one network for all: no correlation to speak of

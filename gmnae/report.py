@@ -27,8 +27,8 @@ METHOD_COLORS = {"naive": "#7f7f7f", "wm": "#1f77b4", "wm-signed": "#17becf", "w
 # ae and ae-latent often lie on top of each other: a dashed, marked line keeps the one below visible
 METHOD_STYLES = {"ae-latent": {"ls": "--", "marker": "o", "ms": 3}, "naive": {"ls": ":"}}
 AE_METHODS = ("ae", "ae-latent")
-PAIR_KINDS_LEGEND = (
-    "<p class='legend'><b>Pair kinds.</b> <b>orbit-…</b>: network B is network A moved along its symmetry "
+PAIR_TYPES_LEGEND = (
+    "<p class='legend'><b>Pair types.</b> <b>orbit-…</b>: network B is network A moved along its symmetry "
     "orbit (same function, other weights), plus small noise: <b>P</b> permutes hidden neurons, <b>D</b> flips "
     "their signs (odd activations: sine, tanh), <b>S</b> rescales them by positive factors (ReLU); <b>PD</b>, "
     "<b>PS</b> combine both. <b>independent</b>: two separately trained networks of the same task (INRs: the "
@@ -38,20 +38,20 @@ PAIR_KINDS_LEGEND = (
     "the latents.</p>")
 
 
-def curves_figure(result: EvaluationResult, kinds: list[str] | None = None):
-    """One panel per pair kind: mean curve per method with its interquartile band."""
-    kinds = kinds or list(result.curves)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.2), squeeze=False)
+def curves_figure(result: EvaluationResult, pair_types: list[str] | None = None):
+    """One panel per pair type: mean curve per method with its interquartile band."""
+    pair_types = pair_types or list(result.curves)
+    fig, axes = plt.subplots(1, len(pair_types), figsize=(3.6 * len(pair_types), 3.2), squeeze=False)
     lam = result.lambdas.numpy()
-    for ax, kind in zip(axes[0], kinds):
-        metric = result.primary[kind]
-        for method, metrics in result.curves[kind].items():
+    for ax, pair_type in zip(axes[0], pair_types):
+        metric = result.primary[pair_type]
+        for method, metrics in result.curves[pair_type].items():
             c = metrics[metric].numpy()
             q25, q75 = np.percentile(c, [25, 75], axis=0)
             color = METHOD_COLORS.get(method)
             ax.plot(lam, c.mean(0), label=method, color=color, lw=1.6, **METHOD_STYLES.get(method, {}))
             ax.fill_between(lam, q25, q75, color=color, alpha=0.15, lw=0)
-        ax.set_title(f"{kind} (n={len(next(iter(result.curves[kind].values()))[metric])})", fontsize=9)
+        ax.set_title(f"{pair_type} (n={len(next(iter(result.curves[pair_type].values()))[metric])})", fontsize=9)
         ax.set_xlabel("λ")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -118,18 +118,18 @@ def training_figure(metrics_csv: Path):
 
 
 def barrier_history_figure(barriers_csv: Path):
-    """Mean barrier of each method over the evaluations of a run, one panel per pair kind."""
+    """Mean barrier of each method over the evaluations of a run, one panel per pair type."""
     rows = _read_csv(barriers_csv)
-    kinds = list(dict.fromkeys(r["kind"] for r in rows))
-    if not kinds:
+    pair_types = list(dict.fromkeys(r["kind"] for r in rows))
+    if not pair_types:
         return None
-    fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 2.6), squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
-        for method in dict.fromkeys(r["method"] for r in rows if r["kind"] == kind):
-            pts = [(int(r["step"]), float(r["barrier_mean"])) for r in rows if r["kind"] == kind and r["method"] == method]
+    fig, axes = plt.subplots(1, len(pair_types), figsize=(3.2 * len(pair_types), 2.6), squeeze=False)
+    for ax, pair_type in zip(axes[0], pair_types):
+        for method in dict.fromkeys(r["method"] for r in rows if r["kind"] == pair_type):
+            pts = [(int(r["step"]), float(r["barrier_mean"])) for r in rows if r["kind"] == pair_type and r["method"] == method]
             style = {"marker": "o", "ms": 3, **METHOD_STYLES.get(method, {})}
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=method, color=METHOD_COLORS.get(method), **style)
-        ax.set_title(kind, fontsize=9)
+        ax.set_title(pair_type, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("barrier (mean)")
@@ -171,13 +171,13 @@ def write_curves_csv(result: EvaluationResult, path: Path) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["kind", "method", "metric", "lambda", "mean", "q25", "median", "q75"])
-    for kind, methods in result.curves.items():
+    for pair_type, methods in result.curves.items():
         for method, metrics in methods.items():
             for metric, c in metrics.items():
                 c = c.numpy()
                 q25, med, q75 = np.percentile(c, [25, 50, 75], axis=0)
                 for j, lam in enumerate(result.lambdas.tolist()):
-                    w.writerow([kind, method, metric, f"{lam:.6g}", f"{c[:, j].mean():.6g}", f"{q25[j]:.6g}",
+                    w.writerow([pair_type, method, metric, f"{lam:.6g}", f"{c[:, j].mean():.6g}", f"{q25[j]:.6g}",
                                 f"{med[j]:.6g}", f"{q75[j]:.6g}"])
     _atomic_write(path, buf.getvalue())
 
@@ -202,14 +202,14 @@ def _img(png: bytes, alt: str) -> str:
 def barrier_table_html(result: EvaluationResult) -> str:
     rows = result.summary()
     unranked = set(AE_METHODS) if decoded_worse_than_mean_network(result.reconstruction) else set()
-    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    pair_types = list(dict.fromkeys(r["kind"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {(r["kind"], r["method"]): r for r in rows}
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in kinds)
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in pair_types)
     body = []
     for m in methods:
         cells = []
-        for k in kinds:
+        for k in pair_types:
             r = by.get((k, m))
             if r is None:
                 cells.append("<td>–</td>")
@@ -291,7 +291,7 @@ def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yam
         "<p class='note'>acc a → mid b: mean accuracy of the two endpoints, and of the midpoint λ = 0.5.</p>"
         if any("mid_accuracy_mean" in r for r in result.summary()) else "",
         fidelity_table_html(result),
-        PAIR_KINDS_LEGEND,
+        PAIR_TYPES_LEGEND,
         "<h2>Interpolation curves (mean, interquartile band)</h2>", _img(curves_png, "interpolation curves"),
         f"<h2>Reconstruction quality on {where}</h2>",
         "<p class='note'>decoded = dec(enc(θ)); baselines decode nothing: the zoo's mean network, or (INRs) the "

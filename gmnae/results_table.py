@@ -118,7 +118,9 @@ def load_run(path: Path) -> Run:
         raise GmnaeError(f"{path}: no config.yaml (not a run folder, or the run never started)")
     if not metrics_csv.exists():
         raise GmnaeError(f"{path}: no csv/metrics.csv (the run never logged a metric)")
-    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path))
+    from .config import rename_legacy_keys
+
+    cfg = rename_legacy_keys(OmegaConf.to_container(OmegaConf.load(cfg_path)), "", str(cfg_path))  # older runs' keys
     metrics, epoch = final_metrics(metrics_csv)
     trainer = cfg.get("trainer", {})
     max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)

@@ -45,7 +45,7 @@ def config_copy(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,says", [
     ("name: x\nkind: inr\nzoo: zoo/x\nzooo: 3\n", "unknown config key 'dataset.zooo' (= 3); the nearest valid key is 'dataset.zoo'"),
     ("name: x\nkind: inr\n", "dataset.zoo is not set"),
-    ("name: x\nkind: mlp\nzoo: zoo/x\n", "dataset.kind = 'mlp' must be one of inr, cnn"),
+    ("name: x\nfamily: mlp\nzoo: zoo/x\n", "dataset.family = 'mlp' must be one of inr, cnn"),
     ("name: x\nkind: inr\nzoo: zoo/x\noverride:\n  optim: {lrr: 1}\n", "(override:): unknown config key 'optim.lrr'"),
 ])
 def test_dataset_file_is_checked_and_named(config_copy, text, says):
@@ -135,7 +135,7 @@ def test_cpu_classification_recipe_is_the_readme_row():
     assert (cfg.task, cfg.dataset.name, cfg.model.name, cfg.model.probe.points, cfg.trainer.max_epochs) == \
         ("classify", "mnist5k-inr", "scalegmn-small", 0, 20)
     assert (cfg.optim.lr, cfg.optim.schedule, cfg.trainer.accelerator) == (1e-3, "cosine", "cpu")
-    from gmnae.train import run_name
+    from gmnae.run_folder import run_name
 
     assert run_name(cfg) == "mnist5k-inr-classify-s0"
 
@@ -153,3 +153,23 @@ def test_bad_experiment_is_one_line_naming_the_file(config_copy):
         load_config(["experiment=broken"])
     with pytest.raises(ConfigError, match="experiment=paper-mnist-inr starts a new run"):
         load_config(["experiment=paper-mnist-inr"], base=load_config([]))
+
+
+def test_renamed_keys_are_still_accepted(config_copy):
+    """`dataset.kind` is now `dataset.family`, `evaluation.pairs_per_kind` `evaluation.pairs_per_type`: the old
+    names still load -- from a dataset file, the command line and a saved run config -- and mean the same."""
+    now = load_config(["dataset=digits-cnn", "evaluation.pairs_per_type=3"])
+    assert load_config(["dataset=digits-cnn", "evaluation.pairs_per_kind=3", "dataset.kind=cnn"]) == now
+    saved = OmegaConf.to_container(now)
+    saved["dataset"] = {("kind" if k == "family" else k): v for k, v in saved["dataset"].items()}
+    saved["evaluation"] = {("pairs_per_kind" if k == "pairs_per_type" else k): v for k, v in saved["evaluation"].items()}
+    again = load_config([], base=OmegaConf.create(saved))
+    assert again == now and list(again.dataset) == list(now.dataset)  # renamed in place: the saved order stays
+    text = (config_copy / "dataset" / "digits-cnn.yaml").read_text()
+    (config_copy / "dataset" / "old.yaml").write_text(text.replace("family: cnn", "kind: cnn").replace(
+        "name: digits-cnn", "name: old"))
+    assert load_config(["dataset=old"]).dataset.family == "cnn"
+    saved["dataset"]["family"] = "cnn"
+    with pytest.raises(ConfigError, match="both dataset.kind .its old name. and dataset.family are set"):
+        load_config([], base=OmegaConf.create(saved))
+

@@ -20,16 +20,19 @@ from ..weightspace.functional import forward
 
 
 def function_inputs(arch: Architecture, task: dict | None, data_root: str | None = None,
-                    n_images: int = 1024) -> torch.Tensor:
+                    n_images: int = 1024, train_images: torch.Tensor | None = None) -> torch.Tensor:
     """What the fine-tune compares functions on: the coordinate grid at the task's resolution (SIRENs), or the
-    first `n_images` train images of the task (CNNs: the held-out test images stay for scoring)."""
+    first `n_images` train images of the task (CNNs: the held-out test images stay for scoring);
+    `train_images`: the task's train images when the caller has them loaded already."""
     if arch.family == "siren":
         from ..tasks.grid import coordinate_grid
 
         return coordinate_grid(int((task or {}).get("resolution", 28)))
-    from ..tasks.classification import task_images
+    if train_images is None:
+        from ..tasks.classification import task_images
 
-    return task_images(task, "train", data_root)[0][:n_images]
+        train_images = task_images(task, "train", data_root)[0]
+    return train_images[:n_images]
 
 
 def parents_target(arch: Architecture, parents: torch.Tensor, weights: torch.Tensor, inputs: torch.Tensor,

@@ -158,24 +158,29 @@ def method_curves(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
 # Evaluators from a zoo's task
 # ---------------------------------------------------------------------------------------------
 def zoo_evaluator(zoo, split: str, indices: np.ndarray, activation=None, data_root: str | None = None,
-                  reference: torch.Tensor | None = None, budget: int = DEFAULT_BUDGET):
+                  reference: torch.Tensor | None = None, budget: int = DEFAULT_BUDGET,
+                  meta: dict[str, np.ndarray] | None = None, images: tuple[torch.Tensor, torch.Tensor] | None = None):
     """The evaluator for pairs whose first networks are rows `indices` of the zoo split `split`.
 
     INR zoos: targets of those networks' images (None when the zoo has none: then the loss is
     against the rendering of the reference / first endpoint). CNN zoos: the task's held-out images.
+    `meta` (the split's metadata) and `images` (the held-out images and labels): already in memory,
+    so that an evaluation with many pair types reads neither again.
     """
     arch = zoo.arch
     if arch.family == "siren":
         from ..tasks.inr_targets import inr_targets
 
-        meta = {k: v[np.asarray(indices)] for k, v in zoo.read_meta(split).items()}
+        meta = zoo.read_meta(split) if meta is None else meta
+        meta = {k: v[np.asarray(indices)] for k, v in meta.items()}
         targets = inr_targets(zoo.task, meta, zoo.root)
         resolution = int(zoo.task.get("resolution", 28))
         return InrEvaluator(arch, targets, reference=reference, resolution=resolution, budget=budget)
-    from ..tasks.classification import task_images
+    if images is None:
+        from ..tasks.classification import task_images
 
-    images, labels = task_images(zoo.task, "test", data_root)
+        images = task_images(zoo.task, "test", data_root)
     if activation is None:
         acts = zoo.activations(split)
         activation = [acts[i] for i in np.asarray(indices)]
-    return ClassifierEvaluator(arch, images, labels, activation, budget=budget)
+    return ClassifierEvaluator(arch, *images, activation, budget=budget)

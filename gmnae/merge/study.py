@@ -3,14 +3,14 @@
     .venv/bin/python -m gmnae.merge.study --zoo zoo/digits-inr --zoo zoo/digits-cnn --split test \\
         --pairs 100 --out results/merge-study
 
-For every zoo, every activation in it, and every pair kind (the activation's orbit kinds from
+For every zoo, every activation in it, and every pair type (the activation's orbit symmetries from
 `weightspace.registry` — P/D/PD with sign symmetry, P/S/PS with positive-scale symmetry — with
 Gaussian noise σ; independent pairs), the interpolation curves of `naive`, `wm` and the activation's
 matching variant (registry: `wm-signed`, `wm-scale`) on 25 λ points,
 and the barrier (max − mean of endpoints) on the task loss: INR — MSE of the rendering against the
 target image (against the first endpoint's rendering when the zoo has no targets); CNN —
 cross-entropy on the held-out task images (the accuracy barrier, mean(endpoints) − min, is
-reported too). Writes `results.csv` (one row per zoo/activation/kind/method, every barrier metric,
+reported too). Writes `results.csv` (one row per zoo/activation/pair type (column `kind`)/method, every barrier metric,
 mean/std/median), `results.md` (the mean ± std table) and prints the table.
 """
 from __future__ import annotations
@@ -35,27 +35,28 @@ def study_zoo(zoo, split: str, n_pairs: int, seed: int, sigma: float, points: in
     from .barriers import barrier_metrics
     from .interpolation import lambda_grid, method_path, zoo_evaluator
     from .matching import default_method
-    from .pairs import orbit_kinds, zoo_pairs
+    from .pairs import SplitNetworks, evaluation_pair_types, split_pairs
 
+    networks = SplitNetworks.read(zoo, split)  # once for every activation and pair type
     acts = activations or sorted(set(zoo.activations(split)))
     lam = lambda_grid(points)
     rows = []
     for act in acts:
         methods = list(dict.fromkeys(["naive", "wm", default_method(act)]))
-        for kind in [f"orbit-{k}" for k in orbit_kinds(act)] + ["independent"]:
-            ps = zoo_pairs(zoo, split, kind, n_pairs=n_pairs, seed=seed, sigma=sigma,
-                           activation=act if zoo.arch.activation == "mixed" else None)
+        for pair_type in evaluation_pair_types(act):
+            ps = split_pairs(networks, pair_type, n_pairs=n_pairs, seed=seed, sigma=sigma,
+                             activation=act if zoo.arch.activation == "mixed" else None)
             if len(ps) == 0:
                 continue
             if len(ps) < n_pairs:
-                log(f"  note: {zoo.name}/{split} has only {len(ps)} {kind} pairs of {act} networks")
-            ev = zoo_evaluator(zoo, split, ps.index_a, activation=act, data_root=data_root)
+                log(f"  note: {zoo.name}/{split} has only {len(ps)} {pair_type} pairs of {act} networks")
+            ev = zoo_evaluator(zoo, split, ps.index_a, activation=act, data_root=data_root, meta=networks.meta)
             for method in methods:
                 t0 = time.perf_counter()
                 path = method_path(ps.arch, ps.a, ps.b, method, lam, max_iter=max_iter, seed=seed)
                 t_match = time.perf_counter() - t0
                 curves = ev(path)
-                row = {"zoo": zoo.name, "activation": act, "kind": kind, "method": method, "pairs": len(ps),
+                row = {"zoo": zoo.name, "activation": act, "kind": pair_type, "method": method, "pairs": len(ps),
                        "metric": ev.primary, "match_seconds": t_match}
                 for name, v in barrier_metrics(curves[ev.primary], lam).items():
                     row.update({f"{name}_{k}": x for k, x in _stats(v).items()})
@@ -64,16 +65,16 @@ def study_zoo(zoo, split: str, n_pairs: int, seed: int, sigma: float, points: in
                     row.update({f"acc_barrier_{k}": x for k, x in _stats(acc["barrier"]).items()})
                     row.update({f"acc_min_{k}": x for k, x in _stats(acc["min"]).items()})
                 rows.append(row)
-                log(f"  {zoo.name:>12} {act:>5} {kind:>12} {method:>9}: barrier {row['barrier_mean']:.4f} "
+                log(f"  {zoo.name:>12} {act:>5} {pair_type:>12} {method:>9}: barrier {row['barrier_mean']:.4f} "
                     f"± {row['barrier_std']:.4f}  ({len(ps)} pairs, matching {t_match:.2f}s)")
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Barrier mean ± std: one line per zoo/activation/pair kind, one column per method."""
+    """Barrier mean ± std: one line per zoo/activation/pair type, one column per method."""
     methods = ["naive", "wm", "wm-signed", "wm-scale"]
     present = [m for m in methods if any(r["method"] == m for r in rows)]
-    lines = ["| zoo | activation | loss | pairs | kind | " + " | ".join(present) + " |",
+    lines = ["| zoo | activation | loss | pairs | pair type | " + " | ".join(present) + " |",
              "|---|---|---|---|---|" + "---|" * len(present)]
     keys = list(dict.fromkeys((r["zoo"], r["activation"], r["kind"]) for r in rows))
     for key in keys:
@@ -84,7 +85,7 @@ def markdown_table(rows: list[dict]) -> str:
     acc_rows = [r for r in rows if "acc_barrier_mean" in r]
     if acc_rows:
         lines += ["", "Accuracy barrier (mean of endpoint accuracies − min along the path), mean ± std:", "",
-                  "| zoo | activation | kind | " + " | ".join(present) + " |", "|---|---|---|" + "---|" * len(present)]
+                  "| zoo | activation | pair type | " + " | ".join(present) + " |", "|---|---|---|" + "---|" * len(present)]
         for key in list(dict.fromkeys((r["zoo"], r["activation"], r["kind"]) for r in acc_rows)):
             rs = {r["method"]: r for r in acc_rows if (r["zoo"], r["activation"], r["kind"]) == key}
             cells = [f"{rs[m]['acc_barrier_mean']:.4f} ± {rs[m]['acc_barrier_std']:.4f}" if m in rs else "—"
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gmnae.merge.study", description=__doc__.split("\n\n")[0])
     p.add_argument("--zoo", action="append", required=True, help="zoo folder (repeat for several)")
     p.add_argument("--split", default="test", help="zoo split the pairs come from (default test)")
-    p.add_argument("--pairs", type=int, default=100, help="pairs per kind (default 100)")
+    p.add_argument("--pairs", type=int, default=100, help="pairs per pair type (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma", type=float, default=0.005, help="noise of orbit pairs (default 0.005)")
     p.add_argument("--points", type=int, default=25, help="λ points (default 25)")

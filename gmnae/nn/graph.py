@@ -27,7 +27,7 @@ import torch
 
 from gmnae.weightspace import Architecture, permutation_spec, unflatten
 
-INPUT, HIDDEN, OUTPUT = 0, 1, 2  # node kinds
+INPUT, HIDDEN, OUTPUT = 0, 1, 2  # node roles
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class GraphLayout:
     node_offsets: tuple[int, ...]    # first local node id of each node layer (len L+2, last = N)
     edge_offsets: tuple[int, ...]    # first local edge id of each block 1..L (len L+1, last = E)
     edge_dim: int                    # k: features per edge
-    node_kind: torch.Tensor          # [N] INPUT / HIDDEN / OUTPUT
+    node_role: torch.Tensor          # [N] INPUT / HIDDEN / OUTPUT
     node_layer: torch.Tensor         # [N] node layer 0..L
     node_type: torch.Tensor          # [N] positional-embedding id
     edge_type: torch.Tensor          # [E] block index 0..L-1
@@ -83,13 +83,13 @@ class GraphLayout:
         return self.n_layers
 
     def input_mask(self) -> torch.Tensor:
-        return self.node_kind == INPUT
+        return self.node_role == INPUT
 
     def hidden_mask(self) -> torch.Tensor:
-        return self.node_kind == HIDDEN
+        return self.node_role == HIDDEN
 
     def output_mask(self) -> torch.Tensor:
-        return self.node_kind == OUTPUT
+        return self.node_role == OUTPUT
 
 
 @lru_cache(maxsize=64)
@@ -103,18 +103,18 @@ def graph_layout(arch: Architecture) -> GraphLayout:
     node_offsets = [0]
     for n in widths:
         node_offsets.append(node_offsets[-1] + n)
-    kind, layer, ntype = [], [], []
+    role, layer, ntype = [], [], []
     for l, n in enumerate(widths):
         for v in range(n):
             layer.append(l)
             if l == 0:
-                kind.append(INPUT)
+                role.append(INPUT)
                 ntype.append(v)
             elif l == L:
-                kind.append(OUTPUT)
+                role.append(OUTPUT)
                 ntype.append(widths[0] + (L - 1) + v)
             else:
-                kind.append(HIDDEN)
+                role.append(HIDDEN)
                 ntype.append(widths[0] + hidden_type[l])
     edge_offsets, etype, src, dst = [0], [], [], []
     for l in range(1, L + 1):
@@ -128,7 +128,7 @@ def graph_layout(arch: Architecture) -> GraphLayout:
     return GraphLayout(
         arch=arch, widths=tuple(widths), node_offsets=tuple(node_offsets), edge_offsets=tuple(edge_offsets),
         edge_dim=arch.max_kernel_numel,
-        node_kind=torch.tensor(kind), node_layer=torch.tensor(layer), node_type=torch.tensor(ntype),
+        node_role=torch.tensor(role), node_layer=torch.tensor(layer), node_type=torch.tensor(ntype),
         edge_type=torch.cat(etype), edge_src=torch.cat(src), edge_dst=torch.cat(dst))
 
 
@@ -173,7 +173,7 @@ class EdgeListGraph:
     node_batch: torch.Tensor   # [B*N] network of each node
     edge_batch: torch.Tensor   # [B*E] network of each edge
     node_type: torch.Tensor    # [B*N] positional-embedding id
-    node_kind: torch.Tensor    # [B*N] INPUT / HIDDEN / OUTPUT
+    node_role: torch.Tensor    # [B*N] INPUT / HIDDEN / OUTPUT
     edge_type: torch.Tensor    # [B*E] block index
 
     @property
@@ -182,15 +182,15 @@ class EdgeListGraph:
 
     @property
     def input_mask(self) -> torch.Tensor:
-        return self.node_kind == INPUT
+        return self.node_role == INPUT
 
     @property
     def hidden_mask(self) -> torch.Tensor:
-        return self.node_kind == HIDDEN
+        return self.node_role == HIDDEN
 
     @property
     def output_mask(self) -> torch.Tensor:
-        return self.node_kind == OUTPUT
+        return self.node_role == OUTPUT
 
 
 @lru_cache(maxsize=32)
@@ -202,7 +202,7 @@ def _edge_list_index(arch: Architecture, batch: int, device: torch.device):
     shift = edge_batch * N
     edge_index = torch.stack([layout.edge_src.repeat(batch) + shift, layout.edge_dst.repeat(batch) + shift])
     out = dict(edge_index=edge_index, node_batch=node_batch, edge_batch=edge_batch,
-               node_type=layout.node_type.repeat(batch), node_kind=layout.node_kind.repeat(batch),
+               node_type=layout.node_type.repeat(batch), node_role=layout.node_role.repeat(batch),
                edge_type=layout.edge_type.repeat(batch))
     return {key: v.to(device) for key, v in out.items()}
 

@@ -144,11 +144,11 @@ def find_mnist(root) -> tuple[Path, str]:
 
 
 @lru_cache(maxsize=4)
-def _load(folder: str, kind: str, split: str, stamp: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
-    reader = _read_idx_pair if kind == "idx" else _read_png_folder
+def _load(folder: str, file_format: str, split: str, stamp: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
+    reader = _read_idx_pair if file_format == "idx" else _read_png_folder
     out = reader(Path(folder), split)
     if out is None:
-        names = (" and ".join(f"{n}[.gz]" for n in IDX_FILES[split]) if kind == "idx"
+        names = (" and ".join(f"{n}[.gz]" for n in IDX_FILES[split]) if file_format == "idx"
                  else f"{PNG_DIRS[split]}/{{label}}/{{idx}}.png")
         raise GmnaeError(f"the MNIST {split} images are missing from {folder}: expected {names}; {HINT}")
     return out
@@ -158,13 +158,13 @@ def load_mnist(root, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """(uint8 `[N, 28, 28]`, int64 labels `[N]`) of MNIST's "train" (60,000) or "test" (10,000) set."""
     if split not in SPLITS:
         raise GmnaeError(f"MNIST has image sets 'train' and 'test', not {split!r}")
-    folder, kind = find_mnist(root)
-    if kind == "idx":  # a replaced file is read again
+    folder, file_format = find_mnist(root)
+    if file_format == "idx":  # a replaced file is read again
         stamp = tuple(p.stat().st_mtime_ns for n in IDX_FILES[split] if (p := _idx_path(folder, n)))
     else:
         p = folder / PNG_DIRS[split]
         stamp = (p.stat().st_mtime_ns,) if p.exists() else ()
-    return _load(str(folder.resolve()), kind, split, stamp)
+    return _load(str(folder.resolve()), file_format, split, stamp)
 
 
 # --------------------------------------------------------------------------------------------

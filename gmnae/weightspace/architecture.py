@@ -26,7 +26,7 @@ HOMOGENEOUS_ACTIVATIONS = activations_with("scale")  # positive rescaling of hid
 class LayerSpec:
     """One weight layer. Weight `[out, in]` (dense) or `[out, in, kh, kw]` (conv), then bias `[out]`."""
 
-    kind: str  # "dense" | "conv"
+    layer_type: str  # "dense" | "conv"
     n_in: int
     n_out: int
     kernel: tuple[int, int] = (1, 1)
@@ -35,7 +35,7 @@ class LayerSpec:
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
-        if self.kind == "conv":
+        if self.layer_type == "conv":
             return (self.n_out, self.n_in, *self.kernel)
         return (self.n_out, self.n_in)
 
@@ -45,7 +45,7 @@ class LayerSpec:
 
     @property
     def kernel_numel(self) -> int:
-        return self.kernel[0] * self.kernel[1] if self.kind == "conv" else 1
+        return self.kernel[0] * self.kernel[1] if self.layer_type == "conv" else 1
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class Architecture:
 
     @property
     def n_conv(self) -> int:
-        return sum(l.kind == "conv" for l in self.layers)
+        return sum(l.layer_type == "conv" for l in self.layers)
 
     @property
     def max_kernel_numel(self) -> int:
@@ -142,19 +142,26 @@ class Architecture:
     @staticmethod
     def from_dict(d: dict) -> "Architecture":
         d = dict(d)
-        layers = tuple(LayerSpec(**{**l, "kernel": tuple(l.get("kernel", (1, 1)))}) for l in d.pop("layers"))
+        layers = tuple(LayerSpec(**_layer_fields(l)) for l in d.pop("layers"))
         d["image_size"] = tuple(d.get("image_size", (0, 0)))
         return Architecture(layers=layers, **d)
 
     def describe(self) -> str:
         parts = []
         for l in self.layers:
-            if l.kind == "conv":
+            if l.layer_type == "conv":
                 parts.append(f"conv{l.kernel[0]}x{l.kernel[1]} {l.n_in}->{l.n_out} s{l.stride} {l.padding}")
             else:
                 parts.append(f"dense {l.n_in}->{l.n_out}")
         act = f"sin({self.w0:g}z)" if self.activation == "sine" else self.activation
         return f"{self.family} [{', '.join(parts)}] act={act} params={self.n_params}"
+
+
+def _layer_fields(layer: dict) -> dict:
+    """A serialised layer's fields; `kind` is what manifests and checkpoints written before the rename call
+    `layer_type`."""
+    layer = {("layer_type" if k == "kind" else k): v for k, v in layer.items()}
+    return {**layer, "kernel": tuple(layer.get("kernel", (1, 1)))}
 
 
 def named_architecture(name: str) -> Architecture:

@@ -117,7 +117,7 @@ def cnn_features(arch: Architecture, params: torch.Tensor, images: torch.Tensor,
         N = images.shape[1]
         x = images.transpose(0, 1).reshape(N, B * images.shape[2], *images.shape[3:])
     for spec, (w, b) in zip(arch.layers, layers):
-        if spec.kind != "conv":
+        if spec.layer_type != "conv":
             break
         x = activate_channels(conv_layer(x, w, b, spec.stride, spec.padding), act, spec.n_out, arch.w0)
         if dropout is not None:

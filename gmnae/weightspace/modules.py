@@ -46,12 +46,12 @@ def build_module(arch: Architecture, flat: torch.Tensor | None = None, activatio
     act = activation or arch.activation
     mods: list[nn.Module] = []
     for i, l in enumerate(arch.layers):
-        if l.kind == "conv":
+        if l.layer_type == "conv":
             if l.padding == "same":
                 mods.append(TFSamePad(l.kernel, l.stride))
             mods.append(nn.Conv2d(l.n_in, l.n_out, l.kernel, stride=l.stride))
         else:
-            if i > 0 and arch.layers[i - 1].kind == "conv":
+            if i > 0 and arch.layers[i - 1].layer_type == "conv":
                 mods.append(GlobalAvgPool())
             mods.append(nn.Linear(l.n_in, l.n_out))
         if i < arch.n_layers - 1:

@@ -6,10 +6,10 @@ canonicalisation fit it, which orbit pairs test it — looks it up here; none na
 
     spec = activation("relu")
     spec.group            # "scale": positive rescaling of hidden units is a symmetry
-    spec.kinds            # "PS": the largest group (letters of `weightspace.symmetry`)
+    spec.symmetries       # "PS": the largest group (letters of `weightspace.symmetry`)
     spec.matching         # "wm-scale": the Git Re-Basin variant that matches over that group
     spec.encoder_symmetry # "scale": the ScaleGMN canonicalisation for these networks
-    spec.orbit_kinds      # ("P", "S", "PS"): orbit pair sets of the merging evaluation
+    spec.orbit_symmetries # ("P", "S", "PS"): orbit pair types of the merging evaluation
     spec.code             # 1: index into ACTIVATIONS (per-network activation codes in batches)
 
 Adding an activation is one row of `_ROWS` (append: codes are positions, and batches carry codes).
@@ -31,7 +31,7 @@ class SymmetryGroup:
     """What a per-unit factor group implies, beyond the permutations every activation has."""
 
     name: str              # "sign" | "scale" | "none"
-    letter: str            # its kind letter in `weightspace.symmetry` ("D", "S", "")
+    letter: str            # its symmetry letter in `weightspace.symmetry` ("D", "S", "")
     matching: str          # the weight-matching method over P x this group
     encoder_symmetry: str  # the ScaleGMN `symmetry` setting that is invariant to it
 
@@ -58,13 +58,13 @@ class Activation:
         return GROUPS[self.group_name]
 
     @property
-    def kinds(self) -> str:
+    def symmetries(self) -> str:
         """The largest symmetry group: "P" plus the group's letter ("PD", "PS", "P")."""
         return "P" + self.group.letter
 
     @property
-    def orbit_kinds(self) -> tuple[str, ...]:
-        """Orbit pair kinds: the permutations, the factors alone and both ("P", "D", "PD"), or just "P"."""
+    def orbit_symmetries(self) -> tuple[str, ...]:
+        """What orbit pairs are drawn with (pair types `orbit-<these>`): the permutations, the factors alone and both ("P", "D", "PD"), or just "P"."""
         letter = self.group.letter
         return ("P", letter, "P" + letter) if letter else ("P",)
 

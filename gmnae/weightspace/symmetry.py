@@ -46,25 +46,26 @@ def identity_element(arch, batch: int, device=None, dtype=torch.float32) -> Grou
     return GroupElement(perms, scales)
 
 
-def natural_kinds(activation: str) -> str:
+def natural_symmetries(activation: str) -> str:
     """The largest symmetry group of an activation (registry): PD for odd ones, PS for homogeneous ones."""
-    return _activation(activation).kinds
+    return _activation(activation).symmetries
 
 
-def random_element(arch, batch: int, kinds: str = "P", generator: torch.Generator | None = None,
+def random_element(arch, batch: int, symmetries: str = "P", generator: torch.Generator | None = None,
                    scale_range: tuple[float, float] = (0.25, 4.0), device=None, dtype=torch.float32) -> GroupElement:
-    """A random group element per network. Scales are log-uniform in `scale_range`."""
-    unknown = set(kinds) - set("PDS")
+    """A random group element per network, drawn from `symmetries`: letters P (permutation), D (sign), S (scale).
+    Scales are log-uniform in `scale_range`."""
+    unknown = set(symmetries) - set("PDS")
     if unknown:
-        raise ValueError(f"unknown symmetry kinds {sorted(unknown)}: use P (permutation), D (sign), S (scale)")
+        raise ValueError(f"unknown symmetries {sorted(unknown)}: use P (permutation), D (sign), S (scale)")
     g = identity_element(arch, batch, dtype=dtype)
     for l, n in enumerate(permutation_spec(arch).sizes):
-        if "P" in kinds:
+        if "P" in symmetries:
             g.perms[l] = torch.argsort(torch.rand(batch, n, generator=generator), dim=1)
         q = torch.ones(batch, n, dtype=torch.float64)
-        if "D" in kinds:
+        if "D" in symmetries:
             q = q * (torch.randint(0, 2, (batch, n), generator=generator) * 2 - 1)
-        if "S" in kinds:
+        if "S" in symmetries:
             lo, hi = torch.log(torch.tensor(scale_range, dtype=torch.float64))
             q = q * torch.exp(lo + (hi - lo) * torch.rand(batch, n, generator=generator, dtype=torch.float64))
         g.scales[l] = q.to(dtype)
@@ -132,7 +133,7 @@ def invert(g: GroupElement) -> GroupElement:
     return GroupElement(perms, scales)
 
 
-def random_transform(arch, params: torch.Tensor, kinds: str, generator=None, **kw) -> torch.Tensor:
-    """Convenience: apply a fresh random element of the given kinds to every network in the batch."""
-    g = random_element(arch, params.shape[0], kinds, generator, device=params.device, dtype=params.dtype, **kw)
+def random_transform(arch, params: torch.Tensor, symmetries: str, generator=None, **kw) -> torch.Tensor:
+    """Convenience: apply a fresh random element of `symmetries` (e.g. "PD") to every network in the batch."""
+    g = random_element(arch, params.shape[0], symmetries, generator, device=params.device, dtype=params.dtype, **kw)
     return apply_element(arch, params, g)

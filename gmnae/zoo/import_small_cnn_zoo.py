@@ -16,7 +16,7 @@
 - `layout.csv` `varname,start_idx,end_idx,shape`: where each TensorFlow variable
   (`sequential/conv2d/kernel:0`, …, `sequential/dense/bias:0`) lies in a row, with its TF shape.
   Conv kernels are HWIO and become `[out, in, kh, kw]`; the dense kernel `[in, out]` becomes
-  `[out, in]`; layers are matched by kind and TF name order and checked against the architecture.
+  `[out, in]`; layers are matched by layer type (conv or dense) and TF name order and checked against the architecture.
 
 Splits (`--split`):
 - `published` (default) reproduces the split of NFN / ScaleGMN / the autoencoder paper exactly,

@@ -36,7 +36,7 @@ class LayoutEntry:
     shape: tuple[int, ...]
 
 
-_VARNAME = re.compile(r"^(?P<layer>.+)/(?P<kind>kernel|bias)(?::\d+)?$")
+_VARNAME = re.compile(r"^(?P<layer>.+)/(?P<part>kernel|bias)(?::\d+)?$")
 _NUMBERED = re.compile(r"^(?P<base>.*?)(?:_(?P<num>\d+))?$")
 
 
@@ -70,7 +70,7 @@ def _natural(layer: str) -> tuple[str, int]:
 
 
 def _tf_shapes(spec) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if spec.kind == "conv":
+    if spec.layer_type == "conv":
         return (spec.kernel[0], spec.kernel[1], spec.n_in, spec.n_out), (spec.n_out,)
     return (spec.n_in, spec.n_out), (spec.n_out,)
 
@@ -97,9 +97,9 @@ def layout_permutation(entries: list[LayoutEntry], arch: Architecture, n_cols: i
             raise GmnaeError(f"{path}: variable {e.varname!r} is neither a kernel nor a bias "
                              "(expected names like sequential/conv2d/kernel:0)")
         parts = layers.setdefault(m.group("layer"), {})
-        if m.group("kind") in parts:
+        if m.group("part") in parts:
             raise GmnaeError(f"{path}: {e.varname} appears twice")
-        parts[m.group("kind")] = e
+        parts[m.group("part")] = e
     for layer, parts in layers.items():
         if set(parts) != {"kernel", "bias"}:
             raise GmnaeError(f"{path}: layer {layer} has no {'bias' if 'kernel' in parts else 'kernel'}")
@@ -118,7 +118,7 @@ def layout_permutation(entries: list[LayoutEntry], arch: Architecture, n_cols: i
                 raise GmnaeError(f"{path}: {e.varname} has TensorFlow shape {e.shape}, layer {i} of "
                                  f"{arch.describe()} needs {want}")
         idx = np.arange(k.start, k.end).reshape(k.shape)
-        perm.append((idx.transpose(3, 2, 0, 1) if spec.kind == "conv" else idx.T).ravel())
+        perm.append((idx.transpose(3, 2, 0, 1) if spec.layer_type == "conv" else idx.T).ravel())
         perm.append(np.arange(b.start, b.end))
     perm = np.concatenate(perm).astype(np.int64)
     assert len(perm) == arch.n_params and len(np.unique(perm)) == arch.n_params

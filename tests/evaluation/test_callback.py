@@ -17,7 +17,7 @@ from gmnae.train import train
 
 from ..training.conftest import gmnae_cmd, run_cmd, tiny_overrides
 
-EVAL = {"evaluation.enabled": "true", "evaluation.every_n_val_epochs": 1, "evaluation.pairs_per_kind": 3,
+EVAL = {"evaluation.enabled": "true", "evaluation.every_n_val_epochs": 1, "evaluation.pairs_per_type": 3,
         "evaluation.lambdas": 5, "evaluation.max_iter": 20, "evaluation.reconstructions": 3}
 
 

@@ -122,7 +122,7 @@ def test_evaluation_reports_midpoints_before_and_after_the_finetune(inr_autoenco
 
     model = WeightSpaceAutoencoder.load_from_checkpoint(inr_autoencoder_run / "checkpoints" / "last.ckpt",
                                                         map_location="cpu").eval()
-    ev = MergeEvaluation(digits_inr_zoo, "val", pairs_per_kind=4, lambdas=3, finetune_steps=15)
+    ev = MergeEvaluation(digits_inr_zoo, "val", pairs_per_type=4, lambdas=3, finetune_steps=15)
     res = ev.run(model)
     rec = res.reconstruction
     assert {"midpoint_naive_psnr", "midpoint_naive+ft15_psnr", "midpoint_ae+ft15_psnr"} <= set(rec)

@@ -74,7 +74,7 @@ def test_matching_lowers_barrier_of_orbit_pairs(digits_cnn_zoo):
 def test_pair_sets(digits_inr_zoo, digits_cnn_zoo):
     meta = digits_inr_zoo.read_meta("train")
     ps = zoo_pairs(digits_inr_zoo, "train", "independent", n_pairs=10, seed=3)
-    assert len(ps) == 10 and ps.kind == "independent" and ps.activation == "sine"
+    assert len(ps) == 10 and ps.pair_type == "independent" and ps.activation == "sine"
     assert np.array_equal(meta["image_index"][ps.index_a], meta["image_index"][ps.index_b])
     assert np.all(meta["seed_index"][ps.index_a] != meta["seed_index"][ps.index_b])
     assert len(set(ps.index_a) | set(ps.index_b)) == 20  # disjoint
@@ -95,5 +95,5 @@ def test_pair_sets(digits_inr_zoo, digits_cnn_zoo):
     assert len(relu) == (acts == "relu").sum() // 2
     with pytest.raises(ValueError, match="activation="):
         zoo_pairs(digits_cnn_zoo, "train", "independent")
-    with pytest.raises(ValueError, match="pair kind"):
+    with pytest.raises(ValueError, match="pair type"):
         zoo_pairs(digits_inr_zoo, "train", "sideways")

@@ -59,8 +59,8 @@ def test_edge_list_matches_dense():
         o, i = t - off[l], s - off[l - 1]
         assert torch.equal(g.edge_attr[k], d.edges[l - 1][b, o, i])
         assert g.edge_type[k].item() == l - 1
-    # node features: inputs 1, otherwise the bias; kinds and masks
+    # node features: inputs 1, otherwise the bias; roles and masks
     assert torch.equal(g.x.view(B, N), torch.cat(d.nodes, 1)[..., 0])
-    kinds = g.node_kind.view(B, N)[0]
-    assert kinds.tolist() == [INPUT] + [HIDDEN] * 48 + [OUTPUT] * 10
+    roles = g.node_role.view(B, N)[0]
+    assert roles.tolist() == [INPUT] + [HIDDEN] * 48 + [OUTPUT] * 10
     assert int(g.hidden_mask.sum()) == 48 * B and int(g.input_mask.sum()) == B and int(g.output_mask.sum()) == 10 * B

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gmnae.nn import EncoderConfig, ScaleGMNEncoder, has_torch_scatter, scatter_backend
-from gmnae.weightspace import apply_element, natural_kinds, random_element, random_transform
+from gmnae.weightspace import apply_element, natural_symmetries, random_element, random_transform
 from gmnae.weightspace.registry import code_of
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -48,7 +48,7 @@ def mixed_transform(arch, params, acts, generator):
     B = params.shape[0]
     gs = random_element(arch, B, "PS", generator, dtype=params.dtype)
     gd = random_element(arch, B, "PD", generator, dtype=params.dtype)
-    relu = torch.tensor([natural_kinds(a) == "PS" for a in acts])
+    relu = torch.tensor([natural_symmetries(a) == "PS" for a in acts])
     for l in range(len(gs.perms)):
         gs.perms[l] = torch.where(relu[:, None], gs.perms[l], gd.perms[l])
         gs.scales[l] = torch.where(relu[:, None], gs.scales[l], gd.scales[l])

@@ -1,99 +1,16 @@
-"""Streaming shards: every network once per epoch across ranks and workers, chunk-aware shuffling."""
+"""The datamodule owns the zoo: checks, statistics, task images and evaluation pairs, each read once."""
+import collections
+from pathlib import Path
+
+import h5py
 import numpy as np
-import pytest
 import torch
-from torch.utils.data import DataLoader
 
-from gmnae.datamodule import ShardStream, ZooDataModule
-from gmnae.weightspace import Architecture
+from gmnae.config import load_config
+from gmnae.datamodule import ZooDataModule
 from gmnae.weightspace.registry import code_of
-from gmnae.zoo import Zoo, ZooWriter
 
-
-@pytest.fixture(scope="module")
-def toy_zoo(tmp_path_factory):
-    """Row i of the train split holds the value i everywhere, in shards of 150 rows."""
-    root = tmp_path_factory.mktemp("toy")
-    arch = Architecture.siren()
-    n = 700
-    params = np.repeat(np.arange(n, dtype=np.float32)[:, None], arch.n_params, axis=1)
-    with ZooWriter(root, "toy", arch, max_shard_bytes=150 * arch.n_params * 4) as w:
-        w.add("train", params, {"id": np.arange(n)})
-        w.add("val", params[:103], {"id": np.arange(103)})
-    return Zoo(root)
-
-
-def _collect(stream, workers=0):
-    loader = DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=lambda x: x)
-    batches = list(loader)
-    for b in batches:  # params really are the rows named by index
-        assert torch.equal(b.params[:, 0].long(), b.index)
-    return batches
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_train_epoch_partitions_rows_across_ranks(toy_zoo, workers):
-    seen, counts = [], []
-    for rank in range(3):
-        s = ShardStream(toy_zoo, "train", 16, rank=rank, world_size=3, shuffle=True, shuffle_buffer=64)
-        batches = _collect(s, workers)
-        counts.append(len(batches))
-        assert len(batches) == len(s)
-        seen += [i for b in batches for i in b.index.tolist()]
-    assert len(set(counts)) == 1  # every rank the same number of steps: DDP never waits
-    assert len(seen) == len(set(seen))  # no network twice in an epoch
-    assert len(seen) == (700 // 3) // 16 * 16 * 3
-
-
-def test_eval_counts_every_row_exactly_once(toy_zoo):
-    valid_rows = []
-    for rank in range(2):
-        s = ShardStream(toy_zoo, "val", 16, rank=rank, world_size=2, shuffle=False, drop_last=False)
-        for b in _collect(s):
-            valid_rows += b.index[b.valid > 0].tolist()
-    assert sorted(valid_rows) == list(range(103))
-
-
-def test_shuffle_is_chunk_aware_and_changes_per_epoch(toy_zoo):
-    s = ShardStream(toy_zoo, "train", 700, shuffle=True, shuffle_buffer=64, drop_last=False)
-    first = s.epoch_order()
-    s._passes = 2
-    second = s.epoch_order()
-    assert sorted(first.tolist()) == list(range(700)) and not np.array_equal(first, second)
-    # A bounded window of 64 rows draws from a few HDF5 chunks only: reads stay local. (Shards of
-    # 150 rows hold chunks of 64, 64 and 22 rows, so a window spans at most 4 chunks.)
-    chunks = s._chunk_ids(first)
-    per_window = [len(set(chunks[i:i + 64].tolist())) for i in range(0, 640, 64)]
-    assert max(per_window) <= 4
-    shuffled_fully = [len(set(c)) for c in np.array_split(s._chunk_ids(np.random.default_rng(0).permutation(700)), 10)]
-    assert min(shuffled_fully) > 4  # what an unaware shuffle would touch
-
-
-@pytest.mark.parametrize("workers", [0, 2, 3])
-def test_mid_epoch_resume_skips_exactly_the_batches_already_delivered(toy_zoo, workers):
-    s = ShardStream(toy_zoo, "train", 16, shuffle=True, shuffle_buffer=48, seed=3)
-    s.set_epoch(4)
-    full = [b.index.tolist() for b in _collect(s, workers)]
-    # the model of the DataLoader's round-robin over workers matches what it really hands out
-    rows, _ = s.rank_rows()
-    assert full == [rows[i * 16:(i + 1) * 16].tolist() for i in s.delivery_order(workers)]
-    for k in (1, 7, len(full) - 1):
-        s.set_epoch(4)
-        s.skip_batches = k
-        rest = [b.index.tolist() for b in _collect(s, workers)]
-        assert sorted(map(tuple, rest)) == sorted(map(tuple, full[k:]))  # nothing twice, nothing lost
-    s.set_epoch(4)
-    assert [b.index.tolist() for b in _collect(s, workers)] == full  # a new start of the epoch skips nothing
-    s.set_epoch(4)
-    s.skip_batches = 5
-    assert len(list(s)) == len(full) - 5 and len(list(s)) == len(full)  # the next epoch's pass skips nothing
-
-
-def test_no_file_handles_before_workers_fork(toy_zoo):
-    s = ShardStream(toy_zoo, "train", 16)
-    assert s._files == {}
-    next(iter(s))
-    assert s._files and s.__getstate__()["_files"] == {}
+from .conftest import tiny_overrides
 
 
 def test_datamodule_filters_activation(digits_cnn_zoo):
@@ -108,9 +25,8 @@ def test_statistics_come_from_the_kept_activation_only(digits_cnn_zoo):
     are computed from that activation's train networks, not from the other's too."""
     from omegaconf import OmegaConf
 
-    from gmnae.config import load_config
     from gmnae.datamodule import statistics_sample
-    from gmnae.train import build_model
+    from gmnae.model_builder import build_model
 
     params = digits_cnn_zoo.read_params("train")
     acts = np.asarray(digits_cnn_zoo.activations("train"))
@@ -121,5 +37,76 @@ def test_statistics_come_from_the_kept_activation_only(digits_cnn_zoo):
 
     cfg = load_config(["dataset=digits-cnn", "dataset.activation=tanh", "model.probe.points=0"])
     OmegaConf.update(cfg, "dataset.zoo", str(digits_cnn_zoo.root))
-    model = build_model(cfg, digits_cnn_zoo)
+    model = build_model(cfg, ZooDataModule.from_config(cfg))
     torch.testing.assert_close(model.decoder.out_mean, torch.from_numpy(tanh.mean(0)), rtol=1e-5, atol=1e-6)
+
+
+def _count_shard_opens(monkeypatch) -> collections.Counter:
+    """Every HDF5 file the real reader opens, by file name, from now on."""
+    opened = collections.Counter()
+    real = h5py.File
+
+    def counting(name, *args, **kw):
+        opened[Path(str(name)).name] += 1
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(h5py, "File", counting)
+    return opened
+
+
+EVAL = {"evaluation.pairs_per_type": 3, "evaluation.lambdas": 3, "evaluation.max_iter": 5,
+        "evaluation.reconstructions": 2}
+
+
+def test_evaluation_reads_its_split_once_for_every_pair_type(digits_inr_zoo, tmp_path, monkeypatch):
+    """The merging evaluation draws all its pair types (and their evaluators) from one read of the split, and a
+    second evaluation (a later epoch) reads nothing more; the pairs are those `zoo_pairs` draws type by type."""
+    from gmnae.merge.pairs import SplitNetworks, zoo_pairs
+    from gmnae.merge_evaluation import MergeEvaluation
+    from gmnae.model_builder import build_model
+    from gmnae.zoo import Zoo
+
+    cfg = load_config(tiny_overrides(digits_inr_zoo.root, tmp_path, **EVAL))
+    dm = ZooDataModule.from_config(cfg)
+    model = build_model(cfg, dm)
+    opened = _count_shard_opens(monkeypatch)
+    SplitNetworks.read(Zoo(digits_inr_zoo.root), "val")
+    one_read = {name: n for name, n in opened.items() if name.startswith("val-")}
+    opened.clear()
+    evaluation = MergeEvaluation.from_datamodule(dm, cfg, "val")
+    evaluation.run(model)
+    evaluation.run(model)
+    assert list(evaluation.pair_sets) == ["orbit-P", "orbit-D", "orbit-PD", "independent"]
+    assert one_read and {name: n for name, n in opened.items() if name.startswith("val-")} == one_read
+    for pair_type, ps in evaluation.pair_sets.items():
+        alone = zoo_pairs(digits_inr_zoo, "val", pair_type, n_pairs=3, seed=cfg.seed, sigma=cfg.evaluation.noise_std)
+        assert torch.equal(ps.a, alone.a) and torch.equal(ps.b, alone.b)
+        assert (ps.index_a == alone.index_a).all() and (ps.index_b == alone.index_b).all()
+
+
+def test_task_images_are_loaded_once_and_are_the_modules(digits_cnn_zoo, tmp_path, monkeypatch):
+    """A CNN run -- the zoo checks, the probe, the distillation loss, the merging evaluation and its fine-tune --
+    loads each split of task images once, in the datamodule; the module's images are the datamodule's."""
+    from gmnae.model_builder import build_model
+    from gmnae.tasks import classification
+    from gmnae.trainer_setup import build_trainer
+
+    loads = collections.Counter()
+    real = classification.task_images
+
+    def counting(task, split, data_root=None):
+        loads[split] += 1
+        return real(task, split, data_root)
+
+    monkeypatch.setattr(classification, "task_images", counting)
+    cfg = load_config(tiny_overrides(digits_cnn_zoo.root, tmp_path, "digits-cnn", run_name="images", **EVAL, **{
+        "trainer.max_epochs": 1, "dataset.activation": "relu", "model.probe.points": 4, "evaluation.enabled": "true",
+        "evaluation.every_n_val_epochs": 1, "evaluation.finetune_steps": 1}))
+    dm = ZooDataModule.from_config(cfg)
+    dm.prepare_data()
+    model = build_model(cfg, dm)
+    build_trainer(cfg, tmp_path / "images").fit(model, datamodule=dm)
+    assert (tmp_path / "images" / "eval" / "barriers.csv").exists()  # the evaluation ran
+    assert loads == {"train": 1, "test": 1}
+    for split in ("train", "test"):
+        assert model.task_images(split)[0].data_ptr() == dm.task_images(split)[0].data_ptr()

@@ -61,6 +61,24 @@ def test_trained_model_latent_is_invariant(request, run, fixture, kinds):
     assert ((z_noisy - z).norm(dim=1) / z.norm(dim=1)).min() > 100 * rel
 
 
+def test_checkpoint_saved_before_the_renames_loads(inr_run, trained_sirens, tmp_path):
+    """A checkpoint written before "kind" got its own words (the autoencoder's `family`, a layer's
+    `layer_type`) loads, and computes exactly what the same weights saved today compute."""
+    ckpt = torch.load(inr_run / "checkpoints" / "last.ckpt", weights_only=False)
+    hp = ckpt["hyper_parameters"]
+    hp["kind"] = hp.pop("family")
+    for layer in hp["arch"]["layers"]:
+        layer["kind"] = layer.pop("layer_type")
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    old = WeightSpaceAutoencoder.load_from_checkpoint(tmp_path / "old.ckpt").eval()
+    new = WeightSpaceAutoencoder.load_from_checkpoint(inr_run / "checkpoints" / "last.ckpt").eval()
+    assert old.family == "inr" and old.hparams["family"] == "inr" and "kind" not in old.hparams
+    assert old.arch == new.arch and [l.layer_type for l in old.arch.layers] == ["dense"] * 3
+    params = trained_sirens[1].float()
+    with torch.no_grad():
+        assert torch.equal(old(params), new(params))
+
+
 def test_unknown_dataset(capsys):
     assert main(["train", "dataset=nope"]) == 2
     err = capsys.readouterr().err.strip()
@@ -102,7 +120,7 @@ def test_corrupt_shard_stops_before_training(digits_inr_zoo, tmp_path, capsys):
 def test_smoke_run_on_cuda(digits_cnn_zoo, tmp_path):
     run_dir = train(load_config(tiny_overrides(digits_cnn_zoo.root, tmp_path, "digits-cnn",
                                                **{"trainer.accelerator": "gpu", "evaluation.enabled": "true",
-                                                  "evaluation.pairs_per_kind": 2, "evaluation.lambdas": 5})))
+                                                  "evaluation.pairs_per_type": 2, "evaluation.lambdas": 5})))
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
     assert (run_dir / "report.html").exists()
 
@@ -129,7 +147,7 @@ def test_missing_zoo_stops_instead_of_building(tmp_path, capsys, where, build_fl
 
 
 def test_only_the_default_zoo_path_is_built_on_request(tmp_path, monkeypatch):
-    from gmnae.train import builds_missing_zoo
+    from gmnae.zoo_checks import builds_missing_zoo
 
     monkeypatch.chdir(tmp_path)  # the default zoo/digits-inr is missing here
     cfg = load_config([])

@@ -7,9 +7,9 @@ import torch
 from gmnae.autoencoder import resolve_symmetry
 from gmnae.merge_evaluation import MergeEvaluation, baseline_methods
 from gmnae.merge.matching import check_method, default_method
-from gmnae.merge.pairs import orbit_kinds
+from gmnae.merge.pairs import orbit_symmetries
 from gmnae.tasks import digits
-from gmnae.weightspace import REGISTRY, apply_element, build_module, forward, natural_kinds
+from gmnae.weightspace import REGISTRY, apply_element, build_module, forward, natural_symmetries
 from gmnae.weightspace.registry import ACTIVATIONS, activation, code_of
 
 NAMES = list(REGISTRY)
@@ -32,8 +32,8 @@ def test_group_is_a_symmetry_of_the_function(name):
 def test_every_consumer_reads_the_row(name):
     row = activation(name)
     letter = {"sign": "D", "scale": "S", "none": ""}[row.group_name]
-    assert natural_kinds(name) == "P" + letter
-    assert orbit_kinds(name) == (("P", letter, "P" + letter) if letter else ("P",))
+    assert natural_symmetries(name) == "P" + letter
+    assert orbit_symmetries(name) == (("P", letter, "P" + letter) if letter else ("P",))
     method = {"sign": "wm-signed", "scale": "wm-scale", "none": "wm"}[row.group_name]
     assert default_method(name) == method
     assert baseline_methods(name) == tuple(dict.fromkeys(("naive", "wm", method)))
@@ -68,7 +68,7 @@ def test_leaky_relu_zoo_is_trained_and_runs_as_modules(digits_leaky_cnn_zoo):
 
 def test_leaky_relu_merge_evaluation_pairs(digits_leaky_cnn_zoo):
     """The evaluation's pair sets come from the row: orbit pairs of the scale group, planted through the spec."""
-    ev = MergeEvaluation(digits_leaky_cnn_zoo, "train", pairs_per_kind=4, noise_std=0.005)
+    ev = MergeEvaluation(digits_leaky_cnn_zoo, "train", pairs_per_type=4, noise_std=0.005)
     assert list(ev.pair_sets) == ["orbit-P", "orbit-S", "orbit-PS", "independent"]
     ps = ev.pair_sets["orbit-PS"]
     noise = ps.b - apply_element(ps.arch, ps.a, ps.element)

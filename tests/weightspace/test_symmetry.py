@@ -20,23 +20,23 @@ CASES = [("trained_sirens", "P"), ("trained_sirens", "D"), ("trained_sirens", "P
          ("trained_leaky_cnns", "P"), ("trained_leaky_cnns", "S"), ("trained_leaky_cnns", "PS")]
 
 
-@pytest.mark.parametrize("fixture,kinds", CASES)
-def test_symmetry_preserves_function(request, fixture, kinds):
+@pytest.mark.parametrize("fixture,symmetries", CASES)
+def test_symmetry_preserves_function(request, fixture, symmetries):
     arch, params = request.getfixturevalue(fixture)
     g = torch.Generator().manual_seed(0)
-    moved = random_transform(arch, params, kinds, generator=g)
+    moved = random_transform(arch, params, symmetries, generator=g)
     x = _inputs(arch)
     y, y_moved = forward(arch, params, x), forward(arch, moved, x)
     assert (moved - params).abs().max() > 1e-2  # the weights really changed
     torch.testing.assert_close(y_moved, y, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("fixture,kinds", [("trained_sirens", "S"), ("trained_tanh_cnns", "S"),
+@pytest.mark.parametrize("fixture,symmetries", [("trained_sirens", "S"), ("trained_tanh_cnns", "S"),
                                            ("trained_relu_cnns", "D"), ("trained_leaky_cnns", "D")])
-def test_wrong_symmetry_changes_function(request, fixture, kinds):
+def test_wrong_symmetry_changes_function(request, fixture, symmetries):
     """Scaling is no symmetry of sine/tanh, sign flips none of ReLU or LeakyReLU."""
     arch, params = request.getfixturevalue(fixture)
-    moved = random_transform(arch, params, kinds, generator=torch.Generator().manual_seed(0))
+    moved = random_transform(arch, params, symmetries, generator=torch.Generator().manual_seed(0))
     x = _inputs(arch)
     diff = (forward(arch, moved, x) - forward(arch, params, x)).abs().amax(dim=(1, 2))
     assert torch.all(diff > 1e-3)
@@ -64,7 +64,7 @@ def test_group_algebra(trained_relu_cnns):
                                params)
 
 
-def test_unknown_kind_is_rejected(trained_sirens):
+def test_unknown_symmetry_is_rejected(trained_sirens):
     arch, params = trained_sirens
-    with pytest.raises(ValueError, match="unknown symmetry kinds"):
+    with pytest.raises(ValueError, match="unknown symmetries"):
         random_transform(arch, params, "PX")

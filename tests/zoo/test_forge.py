@@ -52,7 +52,7 @@ def test_mnist5k_cnn_zoo_mirrors_the_small_cnn_zoo(mnist5k_cnn_zoo):
     zoo = mnist5k_cnn_zoo
     assert verify_zoo(zoo.root)
     assert zoo.arch.n_params == 4970 and zoo.arch.activation == "mixed" and tuple(zoo.arch.image_size) == (28, 28)
-    assert all(l.padding == "valid" for l in zoo.arch.layers if l.kind == "conv")  # Keras' default, as the zoo
+    assert all(l.padding == "valid" for l in zoo.arch.layers if l.layer_type == "conv")  # Keras' default, as the zoo
     assert zoo.task["name"] == "mnist5k" and (zoo.task["n_train"], zoo.task["n_test"]) == (4000, 1000)
     recipe = json.loads((zoo.root / "manifest.json").read_text())["recipe"]
     assert "log-uniform [0.0005, 0.05]" == recipe["hyperparameters"]["lr"] and recipe["sources"]
