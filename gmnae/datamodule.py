@@ -111,10 +111,10 @@ class ZooDataModule(L.LightningDataModule):
         return arch.with_activation(self.activation) if self.activation else arch
 
     # -- what the model and the evaluation read, each read once -------------------------------------
-    def statistics_sample(self, limit: int = 4096) -> np.ndarray:
+    def statistics_sample(self) -> np.ndarray:
         """The networks the decoder's output statistics and the encoder's input scale come from (only source)."""
         if self._statistics is None:
-            self._statistics = statistics_sample(self.zoo, self.activation, limit)
+            self._statistics = statistics_sample(self.zoo, self.activation)
         return self._statistics
 
     def task_images(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
