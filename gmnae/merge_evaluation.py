@@ -24,7 +24,6 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .fidelity import cnn_fidelity, inr_fidelity, other_indices

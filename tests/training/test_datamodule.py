@@ -4,10 +4,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from gmnae.config import load_config
 from gmnae.datamodule import ZooDataModule
+from gmnae.errors import ZooError
 from gmnae.weightspace.registry import code_of
 
 from .conftest import tiny_overrides
@@ -110,3 +112,14 @@ def test_task_images_are_loaded_once_and_are_the_modules(digits_cnn_zoo, tmp_pat
     assert loads == {"train": 1, "test": 1}
     for split in ("train", "test"):
         assert model.task_images(split)[0].data_ptr() == dm.task_images(split)[0].data_ptr()
+
+
+def test_prepare_data_stops_on_a_zoo_of_the_other_family(digits_cnn_zoo, tmp_path):
+    """The datamodule's checks: a dataset of INRs pointed at a CNN zoo (no architecture to catch it first)
+    stops with one line naming the zoo, the dataset and the fix, before anything is read or written."""
+    cfg = load_config(tiny_overrides(digits_cnn_zoo.root, tmp_path, **{"dataset.architecture": "null"}))
+    with pytest.raises(ZooError) as e:
+        ZooDataModule.from_config(cfg).prepare_data()
+    assert str(e.value) == (f"zoo {digits_cnn_zoo.root} holds cnn networks but dataset digits-inr is of family inr; "
+                            "point dataset.zoo at the right zoo")
+    assert list(tmp_path.iterdir()) == []
