@@ -15,7 +15,8 @@ from .assignment import available_solvers, certify_optimal, choose_solver, hunga
 from .matching import (MATCH_METHODS, METHODS, MatchResult, align, check_method, default_method, match_weights, transform,
                        unit_normalisation)
 from .reference_matching import weight_matching_reference
-from .pairs import PairSet, independent_indices, orbit_symmetries, orbit_pairs, zoo_pairs
+from .pairs import (PairSet, SplitNetworks, evaluation_pair_sets, evaluation_pair_types, independent_indices,
+                    orbit_pairs, orbit_symmetries, split_pairs, zoo_pairs)
 
 __all__ = [
     "auc", "barrier", "barrier_linear", "barrier_metrics", "endpoint_line", "max_loss",
@@ -24,6 +25,7 @@ __all__ = [
     "MATCH_METHODS", "METHODS", "MatchResult", "align", "available_solvers", "certify_optimal", "check_method",
     "choose_solver", "default_method", "hungarian_torch", "match_weights", "solve_assignments", "transform",
     "unit_normalisation", "weight_matching_reference",
-    "PairSet", "independent_indices", "orbit_symmetries", "orbit_pairs", "zoo_pairs",
+    "PairSet", "SplitNetworks", "evaluation_pair_sets", "evaluation_pair_types", "independent_indices", "orbit_pairs",
+    "orbit_symmetries", "split_pairs", "zoo_pairs",
     "KWAY_METHODS", "MergeManyResult", "merge_many", "sign_canonicalisation", "weighted_mean",
 ]
