@@ -50,7 +50,8 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
         self.probe = (FunctionProbe(self.arch, self.encoder.latent_dim, int(probe["points"]),
                                     int(probe.get("hidden", 128))) if probe.get("points") else None)
         dec = dict(decoder)
-        self.decoder = build_decoder(dec.pop("kind", "mlp"), self.encoder.latent_dim, self.arch.n_params, **dec)
+        decoder_type = dec.pop("type", dec.pop("kind", "mlp"))  # "kind": checkpoints from before the rename
+        self.decoder = build_decoder(decoder_type, self.encoder.latent_dim, self.arch.n_params, **dec)
         if param_stats is not None and hasattr(self.decoder, "set_output_statistics"):
             self.decoder.set_output_statistics(*(torch.as_tensor(x, dtype=torch.float32) for x in param_stats))
         self.optim_cfg = dict(optim)

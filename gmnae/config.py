@@ -30,7 +30,8 @@ BASES = ("base",)  # files other files of their group extend; not offered as cho
 # Keys renamed since configs and runs were saved: old dotted key -> current key. The old name is still accepted
 # wherever a key can be written (group files, recipes, saved run configs, the command line) and means exactly
 # what the current one does; it is renamed before the schema sees it.
-RENAMED_KEYS = {"dataset.kind": "dataset.family", "evaluation.pairs_per_kind": "evaluation.pairs_per_type"}
+RENAMED_KEYS = {"dataset.kind": "dataset.family", "evaluation.pairs_per_kind": "evaluation.pairs_per_type",
+                "model.decoder.kind": "model.decoder.type"}
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig}  # trainer: Lightning's arguments
 
 

@@ -139,7 +139,7 @@ class EncoderSchema:
 
 @dataclass
 class DecoderConfig:
-    kind: str = setting("mlp", choices=("mlp",))  # gmnae/nn/decoder.py DECODERS
+    type: str = setting("mlp", choices=("mlp",))  # gmnae/nn/decoder.py DECODERS
     standardize: bool = True
     hidden: List[int] = setting(factory=lambda: [128, 256])
 

@@ -173,3 +173,17 @@ def test_renamed_keys_are_still_accepted(config_copy):
     with pytest.raises(ConfigError, match="both dataset.kind .its old name. and dataset.family are set"):
         load_config([], base=OmegaConf.create(saved))
 
+
+def test_decoder_kind_is_now_decoder_type(config_copy):
+    """`model.decoder.kind` was renamed `model.decoder.type`: a model file and the command line with the old key load
+    to the same config, and a checkpoint's hyperparameters with `kind` build the same decoder."""
+    now = load_config(["model.decoder.type=mlp"])
+    assert load_config(["model.decoder.kind=mlp"]) == now
+    text = (config_copy / "model" / "scalegmn-small.yaml").read_text()
+    assert "  type: mlp" in text
+    (config_copy / "model" / "old.yaml").write_text(text.replace("  type: mlp", "  kind: mlp").replace(
+        "name: scalegmn-small", "name: old"))
+    assert load_config(["model=old"]).model.decoder == now.model.decoder
+    with pytest.raises(ConfigError, match="model.decoder.type"):
+        load_config(["model.decoder.type=transformer"])
+

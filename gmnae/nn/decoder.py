@@ -42,7 +42,7 @@ class MLPDecoder(nn.Module):
 DECODERS = {"mlp": MLPDecoder}
 
 
-def build_decoder(kind: str, latent_dim: int, n_params: int, **kw) -> nn.Module:
-    if kind not in DECODERS:
-        raise ValueError(f"unknown decoder {kind!r}; known: {', '.join(DECODERS)}")
-    return DECODERS[kind](latent_dim, n_params, **kw)
+def build_decoder(decoder_type: str, latent_dim: int, n_params: int, **kw) -> nn.Module:
+    if decoder_type not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder_type!r}; known: {', '.join(DECODERS)}")
+    return DECODERS[decoder_type](latent_dim, n_params, **kw)

@@ -27,7 +27,7 @@ def _model(loss):
 
     arch = Architecture.small_cnn("relu", padding="same", image_size=(8, 8), name="digits-cnn-relu")
     return WeightSpaceAutoencoder(arch.to_dict(), "cnn", {"d": 8, "n_layers": 1, "latent_dim": 8},
-                                  {"kind": "mlp", "hidden": [8, 8]}, {}, loss=loss,
+                                  {"type": "mlp", "hidden": [8, 8]}, {}, loss=loss,
                                   task={"name": "digits", "split_seed": 0})
 
 

@@ -63,12 +63,13 @@ def test_trained_model_latent_is_invariant(request, run, fixture, kinds):
 
 def test_checkpoint_saved_before_the_renames_loads(inr_run, trained_sirens, tmp_path):
     """A checkpoint written before "kind" got its own words (the autoencoder's `family`, a layer's
-    `layer_type`) loads, and computes exactly what the same weights saved today compute."""
+    `layer_type`, the decoder's `type`) loads, and computes exactly what the same weights saved today compute."""
     ckpt = torch.load(inr_run / "checkpoints" / "last.ckpt", weights_only=False)
     hp = ckpt["hyper_parameters"]
     hp["kind"] = hp.pop("family")
     for layer in hp["arch"]["layers"]:
         layer["kind"] = layer.pop("layer_type")
+    hp["decoder"]["kind"] = hp["decoder"].pop("type")  # model.decoder.kind, now model.decoder.type
     torch.save(ckpt, tmp_path / "old.ckpt")
     old = WeightSpaceAutoencoder.load_from_checkpoint(tmp_path / "old.ckpt").eval()
     new = WeightSpaceAutoencoder.load_from_checkpoint(inr_run / "checkpoints" / "last.ckpt").eval()
