@@ -16,7 +16,7 @@ else equal unless `--weights w1,w2,...` (scaled to sum 1). With `--model`, every
 the architecture the autoencoder was trained on.
 
 Inputs are plain `state_dict` files (`torch.save(model.state_dict(), path)`; a checkpoint dict
-holding one under "state_dict" works too) whose floating-point tensors come in the flat layout's
+holding one under "state_dict" works too; read and checked in gmnae/merge/state_files.py) whose floating-point tensors come in the flat layout's
 order (layer by layer, weight then bias). The output is `(1 − α)·A + α·align(B)` as a state dict
 with A's keys and dtypes. The architecture comes from `--arch` (a name or a zoo folder), else from
 `--zoo`, else from the file when its keys and shapes say it unambiguously (MNIST-INR's
@@ -37,11 +37,12 @@ import torch
 
 from ..errors import GmnaeError
 from ..weightspace.registry import ACTIVATIONS, activations_with
+from .state_files import (check_same_layout, flat_params, float_items, load_state_dict, resolve_architecture,
+                          state_from_flat)
 
 PAIR_METHODS = ("wm", "wm-signed", "wm-scale")
 AE_METHODS = ("ae", "ae-endpoints")
 METHOD_CHOICES = (*PAIR_METHODS, "naive", "mergemany", *AE_METHODS)
-MNIST_INR_KEYS = ["seq.0.weight", "seq.0.bias", "seq.1.weight", "seq.1.bias", "seq.2.weight", "seq.2.bias"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,111 +83,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------------------
 # Reading and checking the inputs
 # ---------------------------------------------------------------------------------------------
-def load_state_dict(path: str) -> dict[str, torch.Tensor]:
-    p = Path(path)
-    if not p.is_file():
-        raise GmnaeError(f"{path}: no such file; pass the path of a state dict saved with torch.save(model.state_dict(), path)")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle / zip / torch errors: all mean "not a readable state dict"
-        raise GmnaeError(f"{path}: cannot be read as a PyTorch state dict ({type(e).__name__}); "
-                         "save it with torch.save(model.state_dict(), path)") from e
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not any(torch.is_tensor(v) for v in obj.values()):
-        raise GmnaeError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors; "
-                         "save it with torch.save(model.state_dict(), path)")
-    for key, v in obj.items():
-        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all():
-            raise GmnaeError(f"{path}: tensor {key!r} has NaN or Inf values; merge only finite networks "
-                             "(pick another checkpoint or retrain)")
-    return obj
-
-
-def float_items(state: dict) -> list[tuple[str, torch.Tensor]]:
-    return [(k, v) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
-
-
-def check_same_layout(path_a: str, sa: dict, path_b: str, sb: dict) -> None:
-    fa, fb = float_items(sa), float_items(sb)
-    if [k for k, _ in fa] != [k for k, _ in fb]:
-        missing = sorted(set(k for k, _ in fa) ^ set(k for k, _ in fb))
-        detail = f"keys differ ({', '.join(missing[:4])})" if missing else "keys come in a different order"
-        raise GmnaeError(f"{path_b} does not match {path_a}: {detail}; merge two networks of the same architecture")
-    for (k, va), (_, vb) in zip(fa, fb):
-        if va.shape != vb.shape:
-            raise GmnaeError(f"{path_b} does not match {path_a}: {k!r} has shape {tuple(vb.shape)} vs "
-                             f"{tuple(va.shape)}; merge two networks of the same architecture")
-
-
-def infer_architecture(path: str, state: dict):
-    """The architecture a state dict's keys and shapes name unambiguously, else a GmnaeError."""
-    from ..weightspace import Architecture
-
-    items = float_items(state)
-    keys, shapes = [k for k, _ in items], [tuple(v.shape) for _, v in items]
-    siren = Architecture.siren()
-    if keys == MNIST_INR_KEYS and shapes == [tuple(s) for _, s in siren.param_shapes]:
-        return siren
-    listing = ", ".join(f"{k} {list(s)}" for k, s in list(zip(keys, shapes))[:4])
-    raise GmnaeError(f"{path}: cannot tell the architecture from its tensors ({listing}, ...); pass --arch NAME "
-                     "(siren, small-cnn-relu, small-cnn-tanh, digits-cnn-*, mnist5k-cnn-*) or --arch ZOO_DIR")
-
-
-def resolve_architecture(args, state: dict):
-    """(architecture with a concrete activation, zoo or None) from --arch / --zoo / the file."""
-    from ..weightspace import named_architecture
-    from ..zoo import Zoo
-
-    zoo = Zoo(args.zoo) if args.zoo else None
-    if args.arch:
-        if Path(args.arch).is_dir():
-            zoo_arch = Zoo(args.arch)
-            zoo = zoo or zoo_arch
-            arch = zoo_arch.arch
-        else:
-            try:
-                arch = named_architecture(args.arch)
-            except ValueError as e:
-                raise GmnaeError(f"--arch {args.arch}: {e}") from e
-    elif zoo is not None:
-        arch = zoo.arch
-    else:
-        arch = infer_architecture(args.a, state)
-    if args.activation:
-        if arch.activation not in ("mixed", args.activation):
-            raise GmnaeError(f"--activation {args.activation} contradicts the architecture's {arch.activation}; "
-                             "drop --activation or pick the matching --arch")
-        arch = arch.with_activation(args.activation)
-    if arch.activation == "mixed":
-        raise GmnaeError(f"{arch.name or 'this zoo'} mixes activations: pass --activation NAME for these networks "
-                         f"({'|'.join(ACTIVATIONS)})")
-    return arch, zoo
-
-
-def flat_params(arch, path: str, state: dict) -> torch.Tensor:
-    items = float_items(state)
-    want = [tuple(s) for _, s in arch.param_shapes]
-    got = [tuple(v.shape) for _, v in items]
-    if got != want:
-        raise GmnaeError(f"{path}: tensor shapes {got[:4]}... do not fit {arch.describe()} (expects {want[:4]}...); "
-                         "pass the right --arch")
-    return torch.cat([v.detach().reshape(-1).to(torch.float64) for _, v in items])
-
-
-def state_from_flat(template: dict, flat: torch.Tensor) -> dict:
-    """A's state dict with its floating tensors replaced from `flat` (keys, order, dtypes kept)."""
-    out, pos = {}, 0
-    for k, v in template.items():
-        if torch.is_tensor(v) and v.is_floating_point():
-            n = v.numel()
-            out[k] = flat[pos:pos + n].view(v.shape).to(v.dtype).clone()
-            pos += n
-        else:
-            out[k] = v
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Curves
 # ---------------------------------------------------------------------------------------------
