@@ -158,7 +158,8 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     `solver_threads`: worker threads of the lapx batch solvers (default: the CPUs this process may use).
     `skip_certified` / `certify_rounds`: skip the solver for pairs whose current assignment is
     provably still optimal (row maxima, or a Bellman-Ford check capped at `certify_rounds` rounds;
-    default 8 for layers of ≥ 24 units, where it costs less than the solves it saves, else 0).
+    default 0: with the row-reduced lapx solvers (~19 µs per 32 x 32 SIREN problem) 8 rounds cost more
+    than the ~15% of solves they save (benchmarks/README.md)).
     `chunk`: pairs handled together (default 512 on CPU: larger batches fall out of the
     cache; 8192 on GPUs); every chunk replays the same seeded sweep orders, so a
     pair's result never depends on which other pairs share its batch.
@@ -179,7 +180,8 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
 
     def one(s: int) -> MatchResult:
         return _match_weights(arch, a[s:s + chunk], b[s:s + chunk], method, max_iter, seed, solver,
-                              activation, skip_certified, 1 if workers > 1 else solver_threads, certify_rounds)
+                              activation, skip_certified, 1 if workers > 1 else solver_threads, certify_rounds,
+                              finish=len(starts) == 1)
 
     with _intra_op_threads(None if a.is_cuda else threads):
         if workers == 1:
@@ -192,12 +194,16 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
 
             with ThreadPoolExecutor(workers) as pool:
                 parts = list(pool.map(one, starts))
-    res = parts[0] if len(parts) == 1 else MatchResult(
-        torch.cat([p.aligned for p in parts]),
-        GroupElement([torch.cat(x) for x in zip(*(p.element.perms for p in parts))],
-                     [torch.cat(x) for x in zip(*(p.element.scales for p in parts))]),
-        torch.cat([p.objective for p in parts]), torch.cat([p.sweeps for p in parts]),
-        ",".join(dict.fromkeys(p.solver for p in parts)))
+        if len(parts) > 1:
+            # chunks return only their group elements: b moves once, over the whole batch (no concatenation
+            # of per-chunk aligned copies)
+            g = GroupElement([torch.cat(x) for x in zip(*(p.element.perms for p in parts))],
+                             [torch.cat(x) for x in zip(*(p.element.scales for p in parts))])
+            aligned = apply_element(permutation_spec(arch), b, g)
+            res = MatchResult(aligned, g, (a * aligned).sum(-1), torch.cat([p.sweeps for p in parts]),
+                              ",".join(dict.fromkeys(p.solver for p in parts)))
+        else:
+            res = parts[0]
     if single:
         res.aligned = res.aligned[0]
     return res
@@ -240,7 +246,8 @@ def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Ten
 
 
 def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_certified, threads,
-                   certify_rounds) -> MatchResult:
+                   certify_rounds, finish: bool = True) -> MatchResult:
+    """One chunk of pairs. `finish=False`: leave `aligned` and `objective` to the caller (None)."""
     spec = permutation_spec(arch)
     act = activation or getattr(arch, "activation", None)
     if method in ("wm-signed", "wm-scale"):
@@ -324,7 +331,7 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
             if skip_certified:
                 # the current assignment takes every row's maximum -> it is an optimal assignment
                 todo = ~(torch.gather(m, 2, cur.unsqueeze(2)).squeeze(2) >= m.amax(dim=2)).all(dim=1)
-                rounds = certify_rounds if certify_rounds is not None else (8 if m.shape[1] >= 24 else 0)
+                rounds = certify_rounds or 0
                 if rounds > 0 and bool(solved[l]) and bool(todo.any()):
                     sub = torch.nonzero(todo).squeeze(1)
                     todo[sub] = ~certify_optimal(m[sub], cur[sub], max_rounds=rounds)
@@ -352,6 +359,8 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
     g = GroupElement([p.clone() for p in perms], [s.clone() for s in signs])
     if method == "wm-scale":
         g = compose(compose(norm_b, g), invert(norm_a))
+    if not finish:
+        return MatchResult(None, g, None, sweeps.cpu(), chosen or "certified")
     aligned = apply_element(spec, b, g)
     objective = (a * aligned).sum(-1)
     return MatchResult(aligned, g, objective, sweeps.cpu(), chosen or "certified")
