@@ -155,7 +155,8 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     `threads`: torch CPU threads during the call (restored afterwards). The default 1: the tensors are
     small, and OpenMP fan-out costs more than it saves (benchmarks/README.md). None leaves torch's
     setting as it is.
-    `solver_threads`: worker threads of the lapx batch solvers (default: the CPUs this process may use).
+    `solver_threads`: worker threads of the lapx batch solvers (default: the CPUs this process may use
+    less those the machine's load keeps busy, `gmnae.threads.auto_threads`).
     `skip_certified` / `certify_rounds`: skip the solver for pairs whose current assignment is
     provably still optimal (row maxima, or a Bellman-Ford check capped at `certify_rounds` rounds;
     default 0: with the row-reduced lapx solvers (~19 µs per 32 x 32 SIREN problem) 8 rounds cost more
@@ -167,7 +168,11 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     solver calls, which release the GIL). Default 1 (benchmarks/README.md: two were not faster).
     """
     if solver_threads is None:
-        solver_threads = _cpu_count()
+        # the CPUs the machine's other work leaves free: on a busy shared machine a second solver thread
+        # waits for a core and the batch solve takes longer than on one (benchmarks/README.md)
+        from ..threads import auto_threads
+
+        solver_threads = auto_threads()
     single = a.dim() == 1
     if single:
         a, b = a.unsqueeze(0), b.unsqueeze(0)
@@ -207,15 +212,6 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     if single:
         res.aligned = res.aligned[0]
     return res
-
-
-def _cpu_count() -> int:
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Tensor], k: int):

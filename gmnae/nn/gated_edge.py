@@ -33,16 +33,20 @@ class _GatedEdge(torch.autograd.Function):
         dev = W.device.type
         ctx.amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
         ctx.in_dtypes = (a.dtype, c.dtype)
-        a, c = a.to(W.dtype), c.to(W.dtype)
+        # only the smaller operand is cast; type promotion makes z fp32 in the one pass that computes it
+        if a.numel() >= c.numel():
+            c = c.to(W.dtype)
+        else:
+            a = a.to(W.dtype)
         z = a * c
-        h = F.linear(z, W, w_b).to(W.dtype)
+        h = F.linear(z, W, w_b)
         if h_add is not None:
-            h = h.add_(h_add)
+            h = h.to(W.dtype).add_(h_add)
         sq = torch.linalg.vector_norm(z, dim=-1, keepdim=True).square_()
         if sq_add is not None:
             sq = sq.add_(sq_add)
         r = sq.div_(n).add_(eps2).rsqrt_()
-        y = h.mul_(r)
+        y = h.mul_(r) if h.dtype == r.dtype else h * r  # bf16 h (autocast): promoted to fp32 here
         u1 = y + b
         g = F.silu(u1)
         u2 = None

@@ -13,7 +13,11 @@ runs one training step each (forward, backward of a scalar loss on the output, A
 ALTERNATING ours and the reference's, so that a busy spell of the shared machine hits both alike;
 both run on the same torch thread count. Figures (best step of each):
 
-- `published.<config>.b<batch>.{ours,reference}.networks_per_s` and `...ratio` = ours / reference;
+- `published.<config>.b<batch>.{ours,ours_bf16,reference}.networks_per_s`, `...ratio` = ours / reference
+  (both fp32) and `...bf16_over_reference.ratio` (ours under bf16 autocast, the reference in fp32);
+- at the small batch of each configuration, per network: `{ours,reference}.gflop_per_network` (matmul
+  FLOPs of the step), `gbytes_per_network` (bytes every op reads and writes) and `achieved_gflops`
+  (see `benchmarks/roofline.py`, which sets them against this machine's measured peaks);
 - configurations: `cnn` (Small CNN, d = 256, 4 layers, hetero symmetry on ReLU networks: the
   published CIFAR-10 configuration `configs/cifar10/scalegmn_hetero.yml` with d raised to ours), at batch
   16 and the published 64; `inr` (SIREN 2-32-32-1, d = 128, 4 layers, sign symmetry:
@@ -179,26 +183,37 @@ def _child(spec: dict) -> dict:
     ours.train(), ref.train()
 
     def step(which: str) -> float:
-        opt = opts[which]
+        net = "reference" if which == "reference" else "ours"
+        opt = opts[net]
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        out = ours(params) if which == "ours" else ref(graphs.clone())
-        out.square().mean().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=which == "ours_bf16"):
+            out = ours(params) if net == "ours" else ref(graphs.clone())
+        out.float().square().mean().backward()
         opt.step()
         return time.perf_counter() - t0
 
-    best = {"ours": float("inf"), "reference": float("inf")}
-    step("ours"), step("reference")  # warm-up
+    sides = ("ours", "ours_bf16", "reference")
+    best = {w: float("inf") for w in sides}
+    for w in sides:  # warm-up
+        step(w)
     for _ in range(spec["reps"]):
-        for which in ("ours", "reference"):
-            best[which] = min(best[which], step(which))
-    return {"ours_step_s": best["ours"], "reference_step_s": best["reference"],
-            "ours_params": sum(p.numel() for p in ours.parameters()),
-            "reference_params": sum(p.numel() for p in ref.parameters())}
+        for w in sides:
+            best[w] = min(best[w], step(w))
+    out = {f"{w}_step_s": best[w] for w in sides}
+    out["ours_params"] = sum(p.numel() for p in ours.parameters())
+    out["reference_params"] = sum(p.numel() for p in ref.parameters())
+    if spec.get("count"):  # matmul FLOPs and bytes touched per step (benchmarks/roofline.py)
+        from benchmarks.roofline import step_counts
+
+        for w in ("ours", "reference"):
+            c = step_counts(lambda: step(w))
+            out[f"{w}_gflop"], out[f"{w}_gbytes"] = c["flops"] / 1e9, c["bytes"] / 1e9
+    return out
 
 
 def _measure(spec: dict, pyg: str | None) -> dict:
-    code = ("import json,sys; from benchmarks.published_encoder import _child; "
+    code = ("import json,sys; from benchmarks.published import _child; "
             "print('RESULT', json.dumps(_child(json.loads(sys.argv[1]))))")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH"), pyg]))
@@ -222,14 +237,28 @@ def run(quick: bool = False) -> dict[str, float]:
     runs = [("cnn", 16), ("cnn", 64)] if quick else [("cnn", 16), ("cnn", 64), ("inr", 32), ("inr", 128)]
     for kind, batch in runs:
         load0 = os.getloadavg()[0]
+        count = batch <= 32  # FLOPs and bytes grow linearly with the batch: counted at the small one
         r = _measure({"kind": kind, "batch": batch, "threads": threads, "reps": 2 if quick or batch > 32 else 3,
-                      "reference": str(ref)}, pyg)
+                      "reference": str(ref), "count": count}, pyg)
         key = f"published.{kind}.b{batch}"
-        ours, theirs = batch / r["ours_step_s"], batch / r["reference_step_s"]
+        ours, bf16, theirs = (batch / r[f"{w}_step_s"] for w in ("ours", "ours_bf16", "reference"))
         out[f"{key}.ours.networks_per_s"] = ours
+        out[f"{key}.ours_bf16.networks_per_s"] = bf16
         out[f"{key}.reference.networks_per_s"] = theirs
         out[f"{key}.ratio"] = ours / theirs
+        out[f"{key}.bf16_over_reference.ratio"] = bf16 / theirs
+        out[f"{key}.ours.params"], out[f"{key}.reference.params"] = float(r["ours_params"]), float(r["reference_params"])
+        extra = ""
+        if count:
+            for w in ("ours", "reference"):
+                out[f"{key}.{w}.gflop_per_network"] = r[f"{w}_gflop"] / batch
+                out[f"{key}.{w}.gbytes_per_network"] = r[f"{w}_gbytes"] / batch
+                out[f"{key}.{w}.achieved_gflops"] = r[f"{w}_gflop"] / r[f"{w}_step_s"]
+            extra = (f"; GFLOP/network {out[f'{key}.ours.gflop_per_network']:.2f} vs "
+                     f"{out[f'{key}.reference.gflop_per_network']:.2f}, achieved {out[f'{key}.ours.achieved_gflops']:.0f} vs "
+                     f"{out[f'{key}.reference.achieved_gflops']:.0f} GFLOP/s")
         out[f"{key}.loadavg_1min"] = max(load0, os.getloadavg()[0])
-        print(f"  {key:<24} ours {ours:8.1f}  reference {theirs:8.2f} networks/s  = {ours / theirs:5.1f}x  "
-              f"(params {r['ours_params']:,} vs {r['reference_params']:,}; load {out[f'{key}.loadavg_1min']:.2f})", flush=True)
+        print(f"  {key:<16} ours {ours:7.1f} (bf16 {bf16:7.1f})  reference {theirs:6.2f} networks/s  = {ours / theirs:5.1f}x "
+              f"(bf16 {bf16 / theirs:5.1f}x); params {r['ours_params']:,} vs {r['reference_params']:,}{extra}; "
+              f"load {out[f'{key}.loadavg_1min']:.2f}", flush=True)
     return out
