@@ -16,7 +16,7 @@ Measured in the same run:
   alternate (best of 3 rounds each), so a busy spell of a shared machine hits both alike.
 - `batched.<solver>`: `match_weights` on a batch of pairs with each exact solver; `batched` is the
   `auto` choice (measured by the matcher itself), with the lapx solvers on the cores the machine's
-  load leaves free (`gmnae.threads.auto_threads`); `batched.solver_threads1` keeps them on one.
+  load leaves free (`matching._free_cpus`); `batched.solver_threads1` keeps them on one.
 - `loadavg_1min`: the machine's load before and after the section (the larger), beside the ratios.
 - `batched_over_single.ratio` = batched / single.
 - `<variant>`: the signed (SIREN) or scale-aware (CNN) matcher, batched.

@@ -156,7 +156,7 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     small, and OpenMP fan-out costs more than it saves (benchmarks/README.md). None leaves torch's
     setting as it is.
     `solver_threads`: worker threads of the lapx batch solvers (default: the CPUs this process may use
-    less those the machine's load keeps busy, `gmnae.threads.auto_threads`).
+    less those other work keeps busy, `_free_cpus`).
     `skip_certified` / `certify_rounds`: skip the solver for pairs whose current assignment is
     provably still optimal (row maxima, or a Bellman-Ford check capped at `certify_rounds` rounds;
     default 0: with the row-reduced lapx solvers (~19 µs per 32 x 32 SIREN problem) 8 rounds cost more
@@ -168,11 +168,7 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     solver calls, which release the GIL). Default 1 (benchmarks/README.md: two were not faster).
     """
     if solver_threads is None:
-        # the CPUs the machine's other work leaves free: on a busy shared machine a second solver thread
-        # waits for a core and the batch solve takes longer than on one (benchmarks/README.md)
-        from ..threads import auto_threads
-
-        solver_threads = auto_threads()
+        solver_threads = _free_cpus()
     single = a.dim() == 1
     if single:
         a, b = a.unsqueeze(0), b.unsqueeze(0)
@@ -215,6 +211,20 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     if single:
         res.aligned = res.aligned[0]
     return res
+
+
+def _free_cpus() -> int:
+    """CPUs the machine's other work leaves to the lapx solvers. On a busy shared machine a second solver
+    thread waits for a core and the batch takes longer than on one; on a quiet one it is faster
+    (benchmarks/README.md). The load average counts this process's own running thread, hence the -1."""
+    import math
+    import os
+
+    from ..threads import busy_cpus, usable_cpus
+
+    cpus = usable_cpus()
+    others = max(0.0, busy_cpus() - 1.0)
+    return max(1, min(cpus, math.floor((os.cpu_count() or cpus) - others + 0.5)))
 
 
 def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Tensor], k: int):
