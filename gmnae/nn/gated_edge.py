@@ -28,7 +28,7 @@ class _GatedEdge(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, c, W, w_b, h_add, sq_add, b, s, n, eps2, times_z):
         # Mixed precision (autocast): the d x d matmuls run in the autocast dtype (bf16: AMX tiles on recent
-        # Xeons, ~15x fp32), the pointwise chain in the parameters' dtype (the rms factor, the gate and their
+        # Xeons, ~10x fp32), the pointwise chain in the parameters' dtype (the rms factor, the gate and their
         # gradients stay fp32).
         dev = W.device.type
         ctx.amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
