@@ -46,8 +46,10 @@ def step_counts(step) -> dict:
             out = func(*args, **(kwargs or {}))
             if func._overloadpacket.__name__ in ("view", "_unsafe_view", "t", "transpose", "expand", "as_strided",
                                                   "unsqueeze", "squeeze", "permute", "slice", "select", "alias",
-                                                  "detach", "split", "split_with_sizes", "unbind", "reshape"):
-                return out  # metadata only
+                                                  "detach", "split", "split_with_sizes", "unbind", "reshape",
+                                                  "empty", "empty_strided", "empty_like", "new_empty",
+                                                  "new_empty_strided"):
+                return out  # metadata or allocation only: no bytes move
             self.ops += 1
             for t in tree_flatten((args, kwargs, out))[0]:
                 if isinstance(t, torch.Tensor) and t.numel() > 1:
