@@ -14,18 +14,28 @@ import platform
 import time
 from pathlib import Path
 
-SECTIONS = ("forge", "zoo_io", "encoder", "training", "shared_cpu", "datamodule", "merge", "importer")
+SECTIONS = ("forge", "zoo_io", "encoder", "training", "shared_cpu", "datamodule", "merge", "importer",
+            "published", "roofline")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     p.add_argument("--out", default="bench/results.json")
+    p.add_argument("--reference", help="a checkout of the published ScaleGMN code for the `published` section "
+                   "(default: $GMNAE_SCALEGMN_REFERENCE; without one the section is skipped)")
+    p.add_argument("--pyg", help="a folder holding torch_geometric for the reference (default: $GMNAE_PYG_PATH)")
 
 
 def run(args) -> int:
     import torch
 
+    import os
+
+    if getattr(args, "reference", None):
+        os.environ["GMNAE_SCALEGMN_REFERENCE"] = str(Path(args.reference).resolve())
+    if getattr(args, "pyg", None):
+        os.environ["GMNAE_PYG_PATH"] = str(Path(args.pyg).resolve())
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     results["meta"] = {"torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -14,7 +14,9 @@ native `index_add_`; `edge_torch_scatter` when torch_scatter is installed), and 
 Ratios: `dense_over_edge`, `torch_scatter_over_native` (edge path), `compiled_over_eager`, and
 `...vs_published_<N>nets_per_s.ratio` against the published implementation's throughput.
 
-The published figures are REFERENCE figures quoted from the issue, NOT measured in this run: about 5
+The published code measured side by side, in the same process and on the same threads, is the
+`published` section (benchmarks/published.py; it needs a checkout of the reference). The figures below
+are REFERENCE figures quoted from the issue, NOT measured in this run: about 5
 networks/s on this repository's 2-core CPU machines for the INR config at batch 128 (24.9 s per step,
 11 GB), about 770 networks/s on an H200 (166 ms per step) for the INR config and 31 ms per step for the
 CNN config at batch 64 (~2,065 networks/s).

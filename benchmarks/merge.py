@@ -15,8 +15,9 @@ Measured in the same run:
   with one thread; the faster is the baseline (`single.pairs_per_s`). Baseline and batched matcher
   alternate (best of 3 rounds each), so a busy spell of a shared machine hits both alike.
 - `batched.<solver>`: `match_weights` on a batch of pairs with each exact solver; `batched` is the
-  `auto` choice (measured by the matcher itself), with the lapx solvers on every core;
-  `batched.solver_threads1` keeps them on one.
+  `auto` choice (measured by the matcher itself), with the lapx solvers on the cores the machine's
+  load leaves free (`matching._free_cpus`); `batched.solver_threads1` keeps them on one.
+- `loadavg_1min`: the machine's load before and after the section (the larger), beside the ratios.
 - `batched_over_single.ratio` = batched / single.
 - `<variant>`: the signed (SIREN) or scale-aware (CNN) matcher, batched.
 - With a CUDA device: `cuda.batched` (auto solver: host solvers or the batched torch Hungarian on
@@ -109,6 +110,7 @@ def run(quick: bool) -> dict[str, float]:
     from gmnae.merge.assignment import available_solvers
 
     out: dict[str, float] = {}
+    load0 = os.getloadavg()[0]
     n_single = 30 if quick else 200
     n_batch = 512 if quick else 4096
     repeat = 1 if quick else 3
@@ -154,4 +156,5 @@ def run(quick: bool) -> dict[str, float]:
             out[f"{key}.cuda.batched_over_single.ratio"] = rate / single
             rate, _ = _batched_rate(arch, Ac, Bc, repeat, method="wm", solver="torch")
             out[f"{key}.cuda.torch_hungarian.pairs_per_s"] = rate
+    out["merge.loadavg_1min"] = max(load0, os.getloadavg()[0])
     return out

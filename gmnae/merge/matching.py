@@ -155,10 +155,12 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     `threads`: torch CPU threads during the call (restored afterwards). The default 1: the tensors are
     small, and OpenMP fan-out costs more than it saves (benchmarks/README.md). None leaves torch's
     setting as it is.
-    `solver_threads`: worker threads of the lapx batch solvers (default: the CPUs this process may use).
+    `solver_threads`: worker threads of the lapx batch solvers (default: the CPUs this process may use
+    less those other work keeps busy, `_free_cpus`).
     `skip_certified` / `certify_rounds`: skip the solver for pairs whose current assignment is
     provably still optimal (row maxima, or a Bellman-Ford check capped at `certify_rounds` rounds;
-    default 8 for layers of ≥ 24 units, where it costs less than the solves it saves, else 0).
+    default 0: with the row-reduced lapx solvers (~19 µs per 32 x 32 SIREN problem) 8 rounds cost more
+    than the ~15% of solves they save (benchmarks/README.md)).
     `chunk`: pairs handled together (default 512 on CPU: larger batches fall out of the
     cache; 8192 on GPUs); every chunk replays the same seeded sweep orders, so a
     pair's result never depends on which other pairs share its batch.
@@ -166,7 +168,7 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     solver calls, which release the GIL). Default 1 (benchmarks/README.md: two were not faster).
     """
     if solver_threads is None:
-        solver_threads = _cpu_count()
+        solver_threads = _free_cpus()
     single = a.dim() == 1
     if single:
         a, b = a.unsqueeze(0), b.unsqueeze(0)
@@ -177,9 +179,17 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     workers = 1 if (workers is None or a.is_cuda) else workers
     workers = max(1, min(workers, len(starts)))
 
+    # Each chunk's aligned networks go straight into one preallocated output while they are still in the
+    # cache: 2x faster than moving the whole batch afterwards or concatenating the chunks' copies.
+    out = torch.empty_like(b) if len(starts) > 1 else None
+
     def one(s: int) -> MatchResult:
-        return _match_weights(arch, a[s:s + chunk], b[s:s + chunk], method, max_iter, seed, solver,
+        part = _match_weights(arch, a[s:s + chunk], b[s:s + chunk], method, max_iter, seed, solver,
                               activation, skip_certified, 1 if workers > 1 else solver_threads, certify_rounds)
+        if out is not None:
+            out[s:s + chunk] = part.aligned
+            part.aligned = None
+        return part
 
     with _intra_op_threads(None if a.is_cuda else threads):
         if workers == 1:
@@ -193,7 +203,7 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
             with ThreadPoolExecutor(workers) as pool:
                 parts = list(pool.map(one, starts))
     res = parts[0] if len(parts) == 1 else MatchResult(
-        torch.cat([p.aligned for p in parts]),
+        out,
         GroupElement([torch.cat(x) for x in zip(*(p.element.perms for p in parts))],
                      [torch.cat(x) for x in zip(*(p.element.scales for p in parts))]),
         torch.cat([p.objective for p in parts]), torch.cat([p.sweeps for p in parts]),
@@ -203,13 +213,18 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     return res
 
 
-def _cpu_count() -> int:
+def _free_cpus() -> int:
+    """CPUs the machine's other work leaves to the lapx solvers. On a busy shared machine a second solver
+    thread waits for a core and the batch takes longer than on one; on a quiet one it is faster
+    (benchmarks/README.md). The load average counts this process's own running thread, hence the -1."""
+    import math
     import os
 
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    from ..threads import busy_cpus, usable_cpus
+
+    cpus = usable_cpus()
+    others = max(0.0, busy_cpus() - 1.0)
+    return max(1, min(cpus, math.floor((os.cpu_count() or cpus) - others + 0.5)))
 
 
 def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Tensor], k: int):
@@ -324,7 +339,7 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
             if skip_certified:
                 # the current assignment takes every row's maximum -> it is an optimal assignment
                 todo = ~(torch.gather(m, 2, cur.unsqueeze(2)).squeeze(2) >= m.amax(dim=2)).all(dim=1)
-                rounds = certify_rounds if certify_rounds is not None else (8 if m.shape[1] >= 24 else 0)
+                rounds = certify_rounds or 0
                 if rounds > 0 and bool(solved[l]) and bool(todo.any()):
                     sub = torch.nonzero(todo).squeeze(1)
                     todo[sub] = ~certify_optimal(m[sub], cur[sub], max_rounds=rounds)

@@ -114,6 +114,39 @@ def test_solvers_agree_on_random_problems():
     assert choose_solver(9) in available_solvers()
 
 
+def _tied_problems(n: int, batch: int, seed: int) -> torch.Tensor:
+    """Costs with many optimal assignments: small integers, constant matrices, repeated rows and columns."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.randint(0, 3, (batch, n, n), generator=g).double()
+    const = torch.full((4, n, n), 0.25, dtype=torch.float64)
+    rows = torch.randn(batch, 1, n, generator=g, dtype=torch.float64).expand(batch, n, n).clone()
+    cols = torch.randn(batch, n, 1, generator=g, dtype=torch.float64).expand(batch, n, n).clone()
+    blocks = torch.randn(batch, n // 4, n // 4, generator=g, dtype=torch.float64).repeat_interleave(4, 1).repeat_interleave(4, 2)
+    return torch.cat([small, const, rows, cols, blocks])
+
+
+@pytest.mark.parametrize("kind", ["random", "tied", "scaled"])
+def test_every_solver_is_exact_against_scipy_on_32x32_problems(kind):
+    """The size weight matching meets (32 hidden units): every solver, including the row-reduced lapx path,
+    returns a permutation whose total equals scipy's optimum, also where many assignments tie."""
+    from scipy.optimize import linear_sum_assignment
+
+    g = torch.Generator().manual_seed(3)
+    if kind == "random":
+        cost = torch.randn(64, 32, 32, generator=g, dtype=torch.float64)
+    elif kind == "tied":
+        cost = _tied_problems(32, 16, 4)
+    else:  # wide dynamic range per row, as in weight-matching costs of layers with dead and live units
+        cost = torch.randn(64, 32, 32, generator=g, dtype=torch.float64) * torch.logspace(-6, 3, 32, dtype=torch.float64)[:, None]
+    best = torch.tensor([cost[k].numpy()[linear_sum_assignment(cost[k].numpy(), maximize=True)].sum()
+                         for k in range(len(cost))], dtype=torch.float64)
+    for solver in available_solvers():
+        cols = solve_assignments(cost, solver)
+        assert torch.equal(cols.sort(1).values, torch.arange(32).expand(len(cost), 32)), solver
+        total = torch.gather(cost, 2, cols.unsqueeze(2)).sum((1, 2))
+        torch.testing.assert_close(total, best, rtol=1e-12, atol=1e-12 * float(cost.abs().max()), msg=solver)
+
+
 def test_unit_normalisation(trained_relu_cnns):
     arch, params = trained_relu_cnns
     normed = apply_element(arch, params, unit_normalisation(arch, params))
@@ -171,15 +204,18 @@ def test_certificate_accepts_optimal_and_rejects_improvable_assignments():
     assert not torch.any(certify_optimal(cost, worse, max_rounds=13)[strictly])
 
 
-def test_result_does_not_depend_on_batch_composition(trained_tanh_cnns):
-    arch, params = trained_tanh_cnns
+@pytest.mark.parametrize("fixture,method", [("trained_tanh_cnns", "wm-signed"), ("trained_relu_cnns", "wm-scale")])
+def test_result_does_not_depend_on_batch_composition(fixture, method, request):
+    arch, params = request.getfixturevalue(fixture)
     a, b = params[0::2], params[1::2]
-    whole = match_weights(arch, a, b, "wm-signed", seed=2)
-    chunked = match_weights(arch, a, b, "wm-signed", seed=2, chunk=2)
+    whole = match_weights(arch, a, b, method, seed=2)
+    chunked = match_weights(arch, a, b, method, seed=2, chunk=2)  # chunks: b moved once, after all chunks
     torch.testing.assert_close(chunked.aligned, whole.aligned, rtol=0, atol=0)
+    torch.testing.assert_close(chunked.objective, whole.objective, rtol=0, atol=0)
+    torch.testing.assert_close(chunked.aligned, apply_element(arch, b, chunked.element), rtol=0, atol=0)
     for p, q in zip(chunked.element.perms, whole.element.perms):
         assert torch.equal(p, q)
-    torch.testing.assert_close(match_weights(arch, a[3], b[3], "wm-signed", seed=2).aligned, whole.aligned[3])
+    torch.testing.assert_close(match_weights(arch, a[3], b[3], method, seed=2).aligned, whole.aligned[3])
 
 
 def test_worker_threads_give_the_same_result(trained_sirens):
