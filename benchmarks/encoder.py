@@ -48,7 +48,7 @@ def _child(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     device = spec["device"]
-    if spec["kind"] == "inr":
+    if spec["family"] == "inr":
         arch, batch, cfg = Architecture.siren(), 128, EncoderConfig.inr()
     else:
         arch, batch, cfg = Architecture.small_cnn("relu"), 64, EncoderConfig.cnn()
@@ -109,7 +109,7 @@ def run(quick: bool = False) -> dict[str, float]:
     reps = 2 if quick else 4
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
-        for kind in ("inr", "cnn"):
+        for family in ("inr", "cnn"):
             variants = {"dense": {}, "edge": {"path": "edge", "backend": "native"}}
             if has_torch_scatter():
                 variants["edge_torch_scatter"] = {"path": "edge", "backend": "torch_scatter"}
@@ -122,15 +122,15 @@ def run(quick: bool = False) -> dict[str, float]:
             for name, v in variants.items():
                 v = dict(v)
                 backend = v.pop("backend", "auto")
-                spec = {"kind": kind, "device": device, "threads": threads, "reps": reps, "cfg": v,
+                spec = {"family": family, "device": device, "threads": threads, "reps": reps, "cfg": v,
                         "backend": backend}
                 try:
                     r = _measure(spec)
                 except RuntimeError as e:  # e.g. torch.compile without a working compiler: report, go on
-                    print(f"  {kind}.{name}.{device}: failed: {str(e).splitlines()[-1]}", flush=True)
+                    print(f"  {family}.{name}.{device}: failed: {str(e).splitlines()[-1]}", flush=True)
                     continue
                 rates[name] = r["networks_per_s"]
-                key = f"encoder.{kind}.{name}.{device}"
+                key = f"encoder.{family}.{name}.{device}"
                 out[f"{key}.networks_per_s"] = r["networks_per_s"]
                 out[f"{key}.peak_mem_mb"] = r["peak_mem_mb"]
                 if name == "dense_compiled":
@@ -139,14 +139,14 @@ def run(quick: bool = False) -> dict[str, float]:
                       f"{r['peak_mem_mb']:8.0f} MB", flush=True)
             suffix = "" if device == "cpu" else f".{device}"
             if "dense" in rates and "edge" in rates:
-                out[f"encoder.{kind}.dense_over_edge{suffix}.ratio"] = rates["dense"] / rates["edge"]
+                out[f"encoder.{family}.dense_over_edge{suffix}.ratio"] = rates["dense"] / rates["edge"]
             if "edge_torch_scatter" in rates and "edge" in rates:
-                out[f"encoder.{kind}.torch_scatter_over_native{suffix}.ratio"] = rates["edge_torch_scatter"] / rates["edge"]
+                out[f"encoder.{family}.torch_scatter_over_native{suffix}.ratio"] = rates["edge_torch_scatter"] / rates["edge"]
             if "dense_compiled" in rates and "dense" in rates:
-                out[f"encoder.{kind}.compiled_over_eager{suffix}.ratio"] = rates["dense_compiled"] / rates["dense"]
-            ref = PUBLISHED.get((kind, device))
+                out[f"encoder.{family}.compiled_over_eager{suffix}.ratio"] = rates["dense_compiled"] / rates["dense"]
+            ref = PUBLISHED.get((family, device))
             if ref:
                 for name in ("dense", "dense_compiled"):
                     if name in rates:
-                        out[f"encoder.{kind}.{name}.{device}.vs_published_{ref:g}nets_per_s.ratio"] = rates[name] / ref
+                        out[f"encoder.{family}.{name}.{device}.vs_published_{ref:g}nets_per_s.ratio"] = rates[name] / ref
     return out

@@ -108,10 +108,10 @@ def drop_from_page_cache(path: Path) -> None:
 
 _CHILD = r"""
 import json, resource, sys, time
-kind, kwargs = sys.argv[1], json.loads(sys.argv[2])
-if kind == "small-cnn-zoo":
+source, kwargs = sys.argv[1], json.loads(sys.argv[2])
+if source == "small-cnn-zoo":
     from gmnae.zoo.import_small_cnn_zoo import import_small_cnn_zoo as fn
-elif kind == "mnist-inr":
+elif source == "mnist-inr":
     from gmnae.zoo.import_mnist_inr import import_mnist_inr as fn
 else:
     import gmnae.zoo.import_small_cnn_zoo as fn
@@ -131,9 +131,9 @@ print(json.dumps({"seconds": seconds, "networks": n, "maxrss_mb": rss}))
 """
 
 
-def _child(kind: str, **kwargs) -> dict:
+def _child(source: str, **kwargs) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    res = subprocess.run([sys.executable, "-c", _CHILD, kind, json.dumps(kwargs, default=str)], capture_output=True,
+    res = subprocess.run([sys.executable, "-c", _CHILD, source, json.dumps(kwargs, default=str)], capture_output=True,
                          text=True, env=env, cwd=Path(__file__).resolve().parents[1])  # the repository root
     if res.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{res.stderr[-3000:]}")

@@ -55,11 +55,11 @@ def _zoo(name: str, quick: bool):
     return Zoo(_TMP[name])
 
 
-def _pairs(kind: str, quick: bool):
+def _pairs(family: str, quick: bool):
     from gmnae.merge.pairs import zoo_pairs
     from gmnae.weightspace import Architecture
 
-    if kind == "siren":
+    if family == "siren":
         zoo = _zoo("digits-inr", quick)
         ps = zoo_pairs(zoo, "train", "independent", n_pairs=None)
         return ps.arch, ps.a, ps.b
@@ -115,10 +115,10 @@ def run(quick: bool) -> dict[str, float]:
     n_batch = 512 if quick else 4096
     repeat = 1 if quick else 3
     default_threads = torch.get_num_threads()
-    for kind, variant in (("siren", "wm-signed"), ("cnn", "wm-scale")):
-        arch, a, b = _pairs(kind, quick)
+    for family, variant in (("siren", "wm-signed"), ("cnn", "wm-scale")):
+        arch, a, b = _pairs(family, quick)
         a64, b64 = a.float(), b.float()
-        key = f"merge.{kind}"
+        key = f"merge.{family}"
         out[f"{key}.distinct_pairs"] = float(len(a))
         A, B = _tile(a64, n_batch), _tile(b64, n_batch)
         out[f"{key}.batch_size"] = float(n_batch)
@@ -135,7 +135,7 @@ def run(quick: bool) -> dict[str, float]:
             out[f"{key}.single.threads{t}.pairs_per_s"] = r
         single = max(singles.values())
         out[f"{key}.single.pairs_per_s"] = single
-        print(f"  {kind}: auto solver -> {chosen}", flush=True)
+        print(f"  {family}: auto solver -> {chosen}", flush=True)
         out[f"{key}.batched.pairs_per_s"] = rate
         out[f"{key}.batched_over_single.ratio"] = rate / single
         for solver in available_solvers():
@@ -151,7 +151,7 @@ def run(quick: bool) -> dict[str, float]:
         if torch.cuda.is_available():
             Ac, Bc = A.cuda(), B.cuda()
             rate, chosen = _batched_rate(arch, Ac, Bc, repeat, method="wm")
-            print(f"  {kind}: cuda auto solver -> {chosen}", flush=True)
+            print(f"  {family}: cuda auto solver -> {chosen}", flush=True)
             out[f"{key}.cuda.batched.pairs_per_s"] = rate
             out[f"{key}.cuda.batched_over_single.ratio"] = rate / single
             rate, _ = _batched_rate(arch, Ac, Bc, repeat, method="wm", solver="torch")

@@ -92,14 +92,14 @@ def _stub_unused_imports() -> None:
     sys.meta_path.append(_Finder())
 
 
-def _reference_model(ref: Path, kind: str, d: int, layer_layout: list[int]):
+def _reference_model(ref: Path, family: str, d: int, layer_layout: list[int]):
     import yaml
 
     sys.path.insert(0, str(ref))
     _stub_unused_imports()
     from src.scalegmn.models import ScaleGMN  # noqa: E402  (the reference checkout)
 
-    conf = yaml.safe_load(open(ref / CONFIGS[kind][0]))
+    conf = yaml.safe_load(open(ref / CONFIGS[family][0]))
     args = conf["scalegmn_args"]
     args["layer_layout"] = layer_layout
     args["d_hid"] = d
@@ -111,7 +111,7 @@ def _reference_model(ref: Path, kind: str, d: int, layer_layout: list[int]):
     return ScaleGMN(args), conf
 
 
-def _reference_graphs(kind: str, batch: int, conf: dict, seed: int = 0):
+def _reference_graphs(family: str, batch: int, conf: dict, seed: int = 0):
     """A torch_geometric Batch of `batch` random networks, built the way the reference's datasets do."""
     import torch
     from torch_geometric.data import Batch, Data
@@ -139,7 +139,7 @@ def _reference_graphs(kind: str, batch: int, conf: dict, seed: int = 0):
         extra["mask_first_layer"] = mask_first
     data = []
     for _ in range(batch):
-        if kind == "cnn":  # Small CNN: three 3x3 convs, then a linear layer; [in, out, k] as NFNZooDataset gives them
+        if family == "cnn":  # Small CNN: three 3x3 convs, then a linear layer; [in, out, k] as NFNZooDataset gives them
             ws = [torch.randn(a, b, 9 if i < 3 else 1, generator=gen) * 0.1 for i, (a, b) in enumerate(zip(layout[:-1], layout[1:]))]
             bs = [torch.randn(b, 1, generator=gen) * 0.1 for b in layout[1:]]
             x, e, masks, adj = cnn_to_graph(ws, bs)
@@ -169,16 +169,16 @@ def _child(spec: dict) -> dict:
     from gmnae.weightspace import Architecture
 
     torch.set_num_threads(spec["threads"])
-    kind, batch = spec["kind"], spec["batch"]
-    if kind == "cnn":
+    family, batch = spec["family"], spec["batch"]
+    if family == "cnn":
         arch, cfg, layout = Architecture.small_cnn("relu"), EncoderConfig.cnn(), [1, 16, 16, 16, 10]
     else:
         arch, cfg, layout = Architecture.siren(), EncoderConfig.inr(), [2, 32, 32, 1]
     torch.manual_seed(0)
     ours = ScaleGMNEncoder(arch, cfg)
-    ref, conf = _reference_model(Path(spec["reference"]), kind, cfg.d, layout)
+    ref, conf = _reference_model(Path(spec["reference"]), family, cfg.d, layout)
     params = torch.randn(batch, arch.n_params) * 0.1
-    graphs = _reference_graphs(kind, batch, conf)
+    graphs = _reference_graphs(family, batch, conf)
     opts = {m: torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01) for m, net in (("ours", ours), ("reference", ref))}
     ours.train(), ref.train()
 
@@ -235,12 +235,12 @@ def run(quick: bool = False) -> dict[str, float]:
     threads = torch.get_num_threads()
     out["published.threads"] = float(threads)
     runs = [("cnn", 16), ("cnn", 64)] if quick else [("cnn", 16), ("cnn", 64), ("inr", 32), ("inr", 128)]
-    for kind, batch in runs:
+    for family, batch in runs:
         load0 = os.getloadavg()[0]
         count = batch <= 32  # FLOPs and bytes grow linearly with the batch: counted at the small one
-        r = _measure({"kind": kind, "batch": batch, "threads": threads, "reps": 2 if quick or batch > 32 else 3,
+        r = _measure({"family": family, "batch": batch, "threads": threads, "reps": 2 if quick or batch > 32 else 3,
                       "reference": str(ref), "count": count}, pyg)
-        key = f"published.{kind}.b{batch}"
+        key = f"published.{family}.b{batch}"
         ours, bf16, theirs = (batch / r[f"{w}_step_s"] for w in ("ours", "ours_bf16", "reference"))
         out[f"{key}.ours.networks_per_s"] = ours
         out[f"{key}.ours_bf16.networks_per_s"] = bf16

@@ -105,16 +105,16 @@ def _child(spec: dict) -> dict:
     results: dict[str, float] = {}
     shapes = {(2048, 2048, 2048)}
     nets = {}
-    for kind, batch in spec["runs"]:
-        arch, cfg = (Architecture.small_cnn("relu"), EncoderConfig.cnn()) if kind == "cnn" else (Architecture.siren(), EncoderConfig.inr())
+    for family, batch in spec["runs"]:
+        arch, cfg = (Architecture.small_cnn("relu"), EncoderConfig.cnn()) if family == "cnn" else (Architecture.siren(), EncoderConfig.inr())
         torch.manual_seed(0)
         enc = ScaleGMNEncoder(arch, cfg)
         chunk = min(batch, enc.chunk_size(torch.zeros(1, arch.n_params)) or batch)
         shapes.add((chunk * enc.layout.n_edges, cfg.d, cfg.d))
-        nets[(kind, batch)] = (arch, enc)
+        nets[(family, batch)] = (arch, enc)
     peaks = machine_peaks(sorted(shapes))
     results.update({f"peak.{k}": v for k, v in peaks.items()})
-    for (kind, batch), (arch, enc) in nets.items():
+    for (family, batch), (arch, enc) in nets.items():
         opt = torch.optim.AdamW(enc.parameters(), lr=1e-3, weight_decay=0.01)
         params = torch.randn(batch, arch.n_params) * 0.1
         for prec in ("fp32", "bf16"):
@@ -127,7 +127,7 @@ def _child(spec: dict) -> dict:
 
             t = _best(step)
             c = step_counts(step)
-            key = f"{kind}.b{batch}.{prec}"
+            key = f"{family}.b{batch}.{prec}"
             peak = peaks[f"{prec}_gflops"]
             t_c, t_m = c["flops"] / 1e9 / peak, c["bytes"] / 1e9 / peaks["copy_gbs"]
             results.update({
@@ -154,10 +154,10 @@ def run(quick: bool = False) -> dict[str, float]:
     out = {f"roofline.{k}": v for k, v in json.loads(line[7:]).items()}
     out["roofline.threads"] = float(spec["threads"])
     out["roofline.loadavg_1min"] = max(load0, os.getloadavg()[0])
-    for kind, batch in spec["runs"]:
+    for family, batch in spec["runs"]:
         for prec in ("fp32", "bf16"):
-            k = f"roofline.{kind}.b{batch}.{prec}"
-            print(f"  {kind}.b{batch}.{prec}: {out[k + '.step_s'] * 1e3:7.0f} ms/step ({out[k + '.networks_per_s']:.1f} networks/s); "
+            k = f"roofline.{family}.b{batch}.{prec}"
+            print(f"  {family}.b{batch}.{prec}: {out[k + '.step_s'] * 1e3:7.0f} ms/step ({out[k + '.networks_per_s']:.1f} networks/s); "
                   f"{out[k + '.gflop']:.1f} GFLOP at {out[k + '.achieved_gflops']:.0f} GFLOP/s = {out[k + '.of_peak']:.0%} of peak; "
                   f"{out[k + '.gbytes']:.1f} GB touched; compute {out[k + '.t_compute_s'] * 1e3:.0f} ms, memory "
                   f"{out[k + '.t_memory_s'] * 1e3:.0f} ms -> {out[k + '.efficiency']:.0%} of the roofline", flush=True)

@@ -28,7 +28,7 @@ def _cnn_step():
 
     arch = Architecture.small_cnn("relu", padding="same", image_size=(8, 8))
     model = WeightSpaceAutoencoder(arch.to_dict(), "cnn", dict(d=32, n_layers=3, latent_dim=64, dropout=0.0),
-                                   {"kind": "mlp", "hidden": [128, 256]}, {"lr": 1e-3},
+                                   {"type": "mlp", "hidden": [128, 256]}, {"lr": 1e-3},
                                    {"temperature": 4.0, "task_batch": 64}, task={"name": "digits", "split_seed": 0})
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     params = torch.randn(64, arch.n_params) * 0.1

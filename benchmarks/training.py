@@ -19,9 +19,9 @@ CONFIGS = {
 }
 
 
-def _step_fn(kind: str, path: str, device: str):
-    arch, batch, enc, hidden = CONFIGS[kind]
-    model = WeightSpaceAutoencoder(arch.to_dict(), kind, {**enc, "path": path}, {"kind": "mlp", "hidden": hidden},
+def _step_fn(family: str, path: str, device: str):
+    arch, batch, enc, hidden = CONFIGS[family]
+    model = WeightSpaceAutoencoder(arch.to_dict(), family, {**enc, "path": path}, {"type": "mlp", "hidden": hidden},
                                    {"lr": 1e-3}, {"temperature": 4.0, "task_batch": 64},
                                    task={"name": "digits", "split_seed": 0}).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -34,7 +34,7 @@ def _step_fn(kind: str, path: str, device: str):
 
         opt.zero_grad(set_to_none=True)
         decoded = model(params)
-        if kind == "inr":
+        if family == "inr":
             loss = inr_render_mse(arch, params, decoded, model.coords).mean()
         else:
             loss = distillation_kl(arch, params, decoded, x, 4.0)[0].mean()
@@ -50,17 +50,17 @@ def run(quick: bool = False) -> dict[str, float]:
     out = {}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
-        for kind in CONFIGS:
+        for family in CONFIGS:
             rates = {}
             for path in ("dense", "edge"):
                 if quick and path == "edge":
                     continue
-                step, batch = _step_fn(kind, path, device)
+                step, batch = _step_fn(family, path, device)
                 sec = timed(step, repeat=2 if quick else 3)
                 rates[path] = batch / sec
-                out[f"training.{kind}.{path}.{device}.networks_per_s"] = rates[path]
-                out[f"training.{kind}.{path}.{device}.step_ms"] = sec * 1e3
+                out[f"training.{family}.{path}.{device}.networks_per_s"] = rates[path]
+                out[f"training.{family}.{path}.{device}.step_ms"] = sec * 1e3
             if "edge" in rates:
-                out[f"training.{kind}.{device}.dense_over_edge.ratio"] = rates["dense"] / rates["edge"]
+                out[f"training.{family}.{device}.dense_over_edge.ratio"] = rates["dense"] / rates["edge"]
     out["training.max_rss_mb"] = max_rss_mb()
     return out
