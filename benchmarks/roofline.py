@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ._util import timed
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = [("cnn", 16), ("cnn", 64), ("inr", 128)]
 
@@ -66,18 +68,6 @@ def step_counts(step) -> dict:
     return {"flops": float(fc.get_total_flops()), "bytes": float(mode.bytes), "ops": float(mode.ops)}
 
 
-def _best(fn, reps: int = 3) -> float:
-    import time
-
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def machine_peaks(shapes=((2048, 2048, 2048),)) -> dict:
     """Best matmul GFLOP/s per dtype over `shapes` (m, k, n) and the copy bandwidth in GB/s (read + write)."""
     import torch
@@ -87,11 +77,11 @@ def machine_peaks(shapes=((2048, 2048, 2048),)) -> dict:
         best = 0.0
         for m, k, n in shapes:
             a, b = torch.randn(m, k).to(dt), torch.randn(k, n).to(dt)
-            best = max(best, 2 * m * k * n / _best(lambda: a @ b, 5) / 1e9)
+            best = max(best, 2 * m * k * n / timed(lambda: a @ b, 5) / 1e9)
         out[f"{name}_gflops"] = best
     x = torch.empty(64 << 20)  # 256 MB: far past every cache
     y = torch.empty_like(x)
-    out["copy_gbs"] = 2 * x.nbytes / _best(lambda: y.copy_(x), 5) / 1e9
+    out["copy_gbs"] = 2 * x.nbytes / timed(lambda: y.copy_(x), 5) / 1e9
     return out
 
 
@@ -125,7 +115,7 @@ def _child(spec: dict) -> dict:
                 z.float().square().mean().backward()
                 opt.step()
 
-            t = _best(step)
+            t = timed(step)
             c = step_counts(step)
             key = f"{family}.b{batch}.{prec}"
             peak = peaks[f"{prec}_gflops"]
