@@ -15,11 +15,11 @@ import time
 
 import torch
 import torch.nn as nn
+from rendering_pca import RenderingPCA, load_renderings
 
 from gmnae.nn.decoder import MLPDecoder
 from gmnae.tasks.grid import coordinate_grid, psnr
 from gmnae.weightspace import siren_render
-from gmnae.zoo import Zoo
 
 
 def render(arch, params, coords):
@@ -62,10 +62,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    zoo, coords = Zoo(a.zoo), coordinate_grid(28)
-    p = {s: torch.from_numpy(zoo.read_params(s)).float() for s in ("train", "test")}
-    with torch.no_grad():
-        t = {s: render(zoo.arch, p[s], coords) for s in p}
+    zoo, p, t = load_renderings(a.zoo, ("train", "test"))
+    coords = coordinate_grid(28)
     stats = (p["train"].mean(0), p["train"].std(0).clamp_min(1e-6))
     hidden = tuple(int(h) for h in a.hidden.split(","))
     mean = t["train"].mean(0)
@@ -75,10 +73,8 @@ def main() -> None:
         t0 = time.time()
         kw = {}
         if src.startswith("pca"):
-            k = int(src[3:])
-            _, s, v = torch.linalg.svd(t["train"] - mean, full_matrices=False)
-            basis, scale = v[:k], s[:k] / math.sqrt(len(t["train"]))
-            z = {sp: (t[sp] - mean) @ basis.T / scale for sp in t}
+            pca = RenderingPCA(t["train"], int(src[3:]))
+            z = {sp: pca.code(t[sp]) for sp in t}
         elif src == "weights-mlp":
             z = {sp: (p[sp] - stats[0]) / stats[1] for sp in p}
             kw["encoder"] = nn.Sequential(nn.Linear(zoo.arch.n_params, 256), nn.SiLU(), nn.Linear(256, a.latent))

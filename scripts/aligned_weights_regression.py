@@ -11,16 +11,13 @@ encoder — canonicalisation + MLP — the baseline a graph metanetwork has to b
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
 import torch.nn as nn
+from rendering_pca import RenderingPCA, load_renderings
 
 from gmnae.merge.matching import align
-from gmnae.tasks.grid import coordinate_grid, psnr
-from gmnae.weightspace import siren_render
-from gmnae.zoo import Zoo
 
 
 def main() -> None:
@@ -33,21 +30,16 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(a.seed)
-    zoo, coords = Zoo(a.zoo), coordinate_grid(28)
-    p = {s: torch.from_numpy(zoo.read_params(s)).float() for s in ("train", "val", "test")}
-    with torch.no_grad():
-        t = {s: siren_render(zoo.arch, p[s], coords).squeeze(-1) for s in p}
+    zoo, p, t = load_renderings(a.zoo)
     t0 = time.time()
     ref = p["train"][a.reference]
     q = {s: align(zoo.arch, ref.expand_as(p[s]).contiguous(), p[s], method="wm-signed") for s in p}
     print(f"aligned {sum(len(x) for x in q.values())} networks in {time.time() - t0:.0f} s", flush=True)
-    mean = t["train"].mean(0)
-    _, sv, v = torch.linalg.svd(t["train"] - mean, full_matrices=False)
-    basis, scale = v[:a.k], sv[:a.k] / math.sqrt(len(t["train"]))
-    code = {s: (t[s] - mean) @ basis.T / scale for s in t}
+    pca = RenderingPCA(t["train"], a.k)
+    code = {s: pca.code(t[s]) for s in t}
 
     def reconstruct_psnr(pred, split):
-        return float(psnr((mean + (pred * scale) @ basis - t[split]).pow(2).mean(1)).mean())
+        return pca.psnr(pred, t[split])
 
     for name, w in (("raw", p), ("aligned", q)):
         mu, sd = w["train"].mean(0), w["train"].std(0).clamp_min(1e-6)

@@ -16,11 +16,9 @@ import time
 
 import torch
 import torch.nn as nn
+from rendering_pca import RenderingPCA, load_renderings
 
 from gmnae.nn import EncoderConfig, ScaleGMNEncoder
-from gmnae.tasks.grid import coordinate_grid, psnr
-from gmnae.weightspace import siren_render
-from gmnae.zoo import Zoo
 
 
 def main() -> None:
@@ -40,18 +38,12 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(a.seed)
-    zoo, coords = Zoo(a.zoo), coordinate_grid(28)
-    p = {s: torch.from_numpy(zoo.read_params(s)).float() for s in ("train", "val", "test")}
-    with torch.no_grad():
-        t = {s: siren_render(zoo.arch, p[s], coords).squeeze(-1) for s in p}
-    mean = t["train"].mean(0)
-    _, sv, v = torch.linalg.svd(t["train"] - mean, full_matrices=False)
-    basis, scale = v[:a.k], sv[:a.k] / math.sqrt(len(t["train"]))
-    code = {s: (t[s] - mean) @ basis.T / scale for s in t}
+    zoo, p, t = load_renderings(a.zoo)
+    pca = RenderingPCA(t["train"], a.k)
+    code = {s: pca.code(t[s]) for s in t}
 
     def reconstruct_psnr(pred, split):
-        rec = mean + (pred * scale) @ basis
-        return float(psnr((rec - t[split]).pow(2).mean(1)).mean())
+        return pca.psnr(pred, t[split])
 
     if a.encoder == "scalegmn":
         enc = ScaleGMNEncoder(zoo.arch, EncoderConfig(d=a.d, n_layers=a.layers, latent_dim=a.latent, symmetry="sign",
