@@ -2,7 +2,7 @@
 # `make gpu-check`: every GPU check in one run, sized for <= 8 minutes on one GPU.
 #   1. the CUDA test cases (pytest -m cuda)
 #   2. a short real training run on an embedded zoo with the GPU trainer config: checkpoint, then resume
-#   3. the DDP code path with trainer.devices=1, and 2 where the machine has >= 2 GPUs
+#   3. the DDP code path with trainer.devices=1, and 2 where the machine has >= 2 GPUs; a bf16-mixed run
 #   4. the pure-encoder classification task on mnist5k-inr (published INR encoder size, fixed budget)
 #   5. the pure ScaleGMN autoencoder (published shape, probe off) on mnist5k-inr: test PSNR vs the constant image
 #   6. the benchmarks (python -m benchmarks) on the device -> bench/results-gpu.json
@@ -46,6 +46,9 @@ if [ "$ngpu" -ge 2 ]; then
   step "DDP, 2 devices"
   "$PY" -m gmnae train "${common[@]}" trainer=ddp trainer.accelerator=gpu trainer.devices=2 run_name=ddp2 trainer.max_epochs=1
 fi
+
+step "bf16-mixed training on the GPU"
+"$PY" -m gmnae train "${common[@]}" run_name=bf16 trainer.max_epochs=1 trainer.precision=bf16-mixed
 
 step "pure ScaleGMN classification on mnist5k-inr (d=128, 4 layers, 30 epochs)"
 "$PY" -m gmnae train task=classify dataset=mnist5k-inr dataset.zoo="$PWD/$OUT/zoo-mnist5k-inr" model=scalegmn-inr \
