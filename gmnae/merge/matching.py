@@ -185,9 +185,11 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
 
     def one(s: int) -> MatchResult:
         part = _match_weights(arch, a[s:s + chunk], b[s:s + chunk], method, max_iter, seed, solver,
-                              activation, skip_certified, 1 if workers > 1 else solver_threads, certify_rounds)
+                              activation, skip_certified, 1 if workers > 1 else solver_threads, certify_rounds,
+                              out=None if out is None else out[s:s + chunk])
         if out is not None:
-            out[s:s + chunk] = part.aligned
+            if part.aligned.data_ptr() != out[s:s + chunk].data_ptr():
+                out[s:s + chunk] = part.aligned
             part.aligned = None
         return part
 
@@ -211,6 +213,41 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     if single:
         res.aligned = res.aligned[0]
     return res
+
+
+def permuted_params(spec: PermutationSpec, params: torch.Tensor, perms: list[torch.Tensor],
+                    signs: list[torch.Tensor] | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """`apply_element` for an element of permutations and ±1 factors (`signs`; None: all 1), bitwise equal to it:
+    every entry of the result is one entry of `params` (times ±1, exact), so the whole move is one gather
+    by a flat index `[n, P]` built from the permutations — 2-3x faster than gathering tensor by tensor.
+    `out`: where to write the result (`[n, P]`, contiguous rows), e.g. a chunk's slice of a larger output."""
+    n, dev = params.shape[0], params.device
+    index, factor = [], []
+    for t, ((start, _), shape) in enumerate(zip(spec.offsets(), spec.shapes)):
+        axes = {axis: k for axis, k, _ in spec.tensor_axes(t)}
+        idx = torch.full([1] * (len(shape) + 1), start, dtype=torch.long, device=dev)
+        fac = None
+        stride = 1
+        for axis in reversed(range(len(shape))):
+            view = [1] * (len(shape) + 1)
+            view[axis + 1] = shape[axis]
+            if axis in axes:
+                view[0] = n
+                idx = idx + perms[axes[axis]].view(view) * stride
+                if signs is not None:  # x * q (incoming) and x / q (outgoing) are the same for q = ±1
+                    q = signs[axes[axis]].view(view)
+                    fac = q if fac is None else fac * q
+            else:
+                idx = idx + torch.arange(shape[axis], device=dev).view(view) * stride
+            stride *= shape[axis]
+        index.append(idx.expand(n, *shape).reshape(n, -1))
+        if signs is not None:
+            factor.append((fac if fac is not None else torch.ones([1] * (len(shape) + 1), dtype=params.dtype,
+                                                                   device=dev)).expand(n, *shape).reshape(n, -1))
+    moved = torch.gather(params, 1, torch.cat(index, dim=1), out=out)
+    if signs is not None:
+        moved.mul_(torch.cat(factor, dim=1))
+    return moved
 
 
 def _free_cpus() -> int:
@@ -255,7 +292,8 @@ def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Ten
 
 
 def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_certified, threads,
-                   certify_rounds) -> MatchResult:
+                   certify_rounds, out: torch.Tensor | None = None) -> MatchResult:
+    """One chunk of pairs; `out` (`[n, P]`, optional): where the aligned networks may be written."""
     spec = permutation_spec(arch)
     act = activation or getattr(arch, "activation", None)
     if method in ("wm-signed", "wm-scale"):
@@ -331,43 +369,81 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
             if sel.numel() == 0:
                 continue
             c = cost(l, sel)
-            m = c.abs() if signed else c
-            cur = perms[l][sel]
+            full = sel.numel() == n
+            cur = perms[l] if full else perms[l][sel]
             cur_val = torch.gather(c, 2, cur.unsqueeze(2)).squeeze(2)
-            old = (cur_val * signs[l][sel]).sum(1)
-            new_perm = cur.clone()
+            m = c.abs() if signed else c
+            m_cur = cur_val.abs() if signed else cur_val
+            row_max = m.amax(dim=2)
             if skip_certified:
                 # the current assignment takes every row's maximum -> it is an optimal assignment
-                todo = ~(torch.gather(m, 2, cur.unsqueeze(2)).squeeze(2) >= m.amax(dim=2)).all(dim=1)
+                todo = ~(m_cur >= row_max).all(dim=1)
                 rounds = certify_rounds or 0
                 if rounds > 0 and bool(solved[l]) and bool(todo.any()):
                     sub = torch.nonzero(todo).squeeze(1)
                     todo[sub] = ~certify_optimal(m[sub], cur[sub], max_rounds=rounds)
             else:
                 todo = torch.ones(sel.numel(), dtype=torch.bool, device=dev)
-            if bool(todo.any()):
-                sub = torch.nonzero(todo).squeeze(1)
+            n_todo = int(todo.sum())
+            if n_todo == 0 and not signed:
+                stale[l, sel] = False
+                solved[l] = True
+                continue
+            if n_todo:
                 if chosen is None:
                     chosen = choose_solver(m.shape[1], m.is_cuda, threads)
-                new_perm[sub] = solve_assignments(m[sub], chosen, threads)
-            new_val = torch.gather(c, 2, new_perm.unsqueeze(2)).squeeze(2)
-            new_sign = torch.where(new_val < 0, -1.0, 1.0).to(dtype) if signed else signs[l][sel]
-            new = (new_val * new_sign).sum(1)
-            tol = 1e-12 + 16 * torch.finfo(dtype).eps * new_val.abs().sum(1)
-            progress[sel] |= new > old + tol
-            changed = (new_perm != cur).any(1) | (new_sign != signs[l][sel]).any(1)
-            perms[l][sel] = new_perm
-            signs[l][sel] = new_sign
-            stale[l, sel] = False
-            solved[l] = True
-            for nb in neighbours[l]:
-                stale[nb, sel] |= changed
+                if n_todo == sel.numel():
+                    sub, solution = None, solve_assignments(m, chosen, threads, row_max=row_max)
+                else:
+                    sub = torch.nonzero(todo).squeeze(1)
+                    solution = solve_assignments(m.index_select(0, sub), chosen, threads,
+                                                 row_max=row_max.index_select(0, sub))
+            if not signed:
+                # Only the solved pairs can change: for the others the new objective equals the old one.
+                at = sel if sub is None else sel[sub]
+                c_s, cur_s, cur_val_s = (c, cur, cur_val) if sub is None else (c[sub], cur[sub], cur_val[sub])
+                new_val = torch.gather(c_s, 2, solution.unsqueeze(2)).squeeze(2)
+                old, new = cur_val_s.sum(1), new_val.sum(1)  # signs are all 1 (x * 1 == x exactly)
+                tol = 1e-12 + 16 * torch.finfo(dtype).eps * new_val.abs().sum(1)
+                progress[at] |= new > old + tol
+                changed = (solution != cur_s).any(1)
+                if full and sub is None:
+                    perms[l] = solution
+                else:
+                    perms[l][at] = solution
+                stale[l, sel] = False
+                solved[l] = True
+                for nb in neighbours[l]:
+                    stale[nb, at] |= changed
+            else:
+                old = (cur_val * signs[l][sel]).sum(1)
+                new_perm = cur.clone()
+                if n_todo:
+                    if sub is None:
+                        new_perm = solution
+                    else:
+                        new_perm[sub] = solution
+                new_val = torch.gather(c, 2, new_perm.unsqueeze(2)).squeeze(2)
+                new_sign = torch.where(new_val < 0, -1.0, 1.0).to(dtype)
+                new = (new_val * new_sign).sum(1)
+                tol = 1e-12 + 16 * torch.finfo(dtype).eps * new_val.abs().sum(1)
+                progress[sel] |= new > old + tol
+                changed = (new_perm != cur).any(1) | (new_sign != signs[l][sel]).any(1)
+                perms[l][sel] = new_perm
+                signs[l][sel] = new_sign
+                stale[l, sel] = False
+                solved[l] = True
+                for nb in neighbours[l]:
+                    stale[nb, sel] |= changed
         active[idx] = progress[idx]
 
     g = GroupElement([p.clone() for p in perms], [s.clone() for s in signs])
     if method == "wm-scale":
         g = compose(compose(norm_b, g), invert(norm_a))
-    aligned = apply_element(spec, b, g)
+    if method == "wm-scale" or any(len(shape) > 2 for shape in spec.shapes):
+        aligned = apply_element(spec, b, g)  # conv kernels: the flat index would cost more than row gathers
+    else:
+        aligned = permuted_params(spec, b, g.perms, g.scales if signed else None, out=out)
     objective = (a * aligned).sum(-1)
     return MatchResult(aligned, g, objective, sweeps.cpu(), chosen or "certified")
 
