@@ -179,37 +179,39 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     workers = 1 if (workers is None or a.is_cuda) else workers
     workers = max(1, min(workers, len(starts)))
 
-    # Each chunk's aligned networks go straight into one preallocated output while they are still in the
-    # cache: 2x faster than moving the whole batch afterwards or concatenating the chunks' copies.
-    out = torch.empty_like(b) if len(starts) > 1 else None
-
-    def one(s: int) -> MatchResult:
-        part = _match_weights(arch, a[s:s + chunk], b[s:s + chunk], method, max_iter, seed, solver,
-                              activation, skip_certified, 1 if workers > 1 else solver_threads, certify_rounds,
-                              out=None if out is None else out[s:s + chunk])
-        if out is not None:
-            if part.aligned.data_ptr() != out[s:s + chunk].data_ptr():
-                out[s:s + chunk] = part.aligned
-            part.aligned = None
-        return part
+    def one(s: int, n: int) -> MatchResult:
+        return _match_weights(arch, a[s:s + n], b[s:s + n], method, max_iter, seed, solver, activation,
+                              skip_certified, 1 if workers > 1 else solver_threads, certify_rounds, block=chunk)
 
     with _intra_op_threads(None if a.is_cuda else threads):
-        if workers == 1:
-            parts = [one(s) for s in starts]
-        else:
-            if solver == "auto":  # choose once, before the threads race to
-                for h in set(permutation_spec(arch).sizes):
-                    choose_solver(h, False, 1)
-            from concurrent.futures import ThreadPoolExecutor
+        if workers == 1:  # all pairs in lockstep, each step in blocks of `chunk`
+            return _single(one(0, len(a)), single)
+        if solver == "auto":  # choose once, before the threads race to
+            for h in set(permutation_spec(arch).sizes):
+                choose_solver(h, False, 1)
+        from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(workers) as pool:
-                parts = list(pool.map(one, starts))
-    res = parts[0] if len(parts) == 1 else MatchResult(
+        out = torch.empty_like(b)
+
+        def part(s: int) -> MatchResult:
+            res = one(s, chunk)
+            out[s:s + chunk] = res.aligned
+            res.aligned = None
+            return res
+
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(part, starts))
+    res = MatchResult(
         out,
         GroupElement([torch.cat(x) for x in zip(*(p.element.perms for p in parts))],
                      [torch.cat(x) for x in zip(*(p.element.scales for p in parts))]),
         torch.cat([p.objective for p in parts]), torch.cat([p.sweeps for p in parts]),
         ",".join(dict.fromkeys(p.solver for p in parts)))
+    return _single(res, single)
+
+
+def _single(res: MatchResult, single: bool) -> MatchResult:
+    """The result of a call with one pair `[P]`: aligned `[P]`."""
     if single:
         res.aligned = res.aligned[0]
     return res
@@ -296,8 +298,10 @@ def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Ten
 
 
 def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_certified, threads,
-                   certify_rounds, out: torch.Tensor | None = None) -> MatchResult:
-    """One chunk of pairs; `out` (`[n, P]`, optional): where the aligned networks may be written."""
+                   certify_rounds, block: int | None = None) -> MatchResult:
+    """The pairs a, b `[n, P]`, all in lockstep: each step (one unit group, the pairs whose cost may have
+    changed) runs in blocks of at most `block` pairs (the cache), and the few pairs still moving after the
+    first sweeps make one block rather than a small one per chunk of the batch."""
     spec = permutation_spec(arch)
     act = activation or getattr(arch, "activation", None)
     if method in ("wm-signed", "wm-scale"):
@@ -308,6 +312,7 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
     elif method not in METHODS:
         check_method(method, act)
     n = a.shape[0]
+    block = block or max(n, 1)
     dev, dtype = a.device, a.dtype
     if method == "naive" or not spec.groups:
         g = identity_element(spec, n, device=dev, dtype=dtype)
@@ -327,19 +332,28 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
     terms = [_cost_terms(spec, A, Bt, k) for k in range(H)]
     neighbours = [spec.neighbours(k) for k in range(H)]
 
-    def rows(t: torch.Tensor, idx: torch.Tensor, perm: torch.Tensor | None, sign: torch.Tensor | None):
+    # The pairs of a step are addressed by `idx`: an index tensor, or a slice where they are a contiguous
+    # run (every block of the first sweep): slices are views, index tensors copy.
+    def rows(t: torch.Tensor, idx, perm: torch.Tensor | None, sign: torch.Tensor | None):
         """t [n, r, k, h] -> pairs idx with axis r gathered by perm [n, r] and multiplied by sign: [m, r*k, h]."""
-        m, r = idx.numel(), t.shape[1]
+        r = t.shape[1]
         if perm is None:
-            sel = t if m == n else t.index_select(0, idx)
-            return sel.reshape(m, -1, t.shape[-1])
-        flat = (idx.unsqueeze(1) * r + perm.index_select(0, idx)).reshape(-1)
-        sel = t.reshape(n * r, *t.shape[2:]).index_select(0, flat).view(m, r, *t.shape[2:])
+            sub = pick(t, idx)
+            return sub.reshape(sub.shape[0], -1, t.shape[-1])
+        if isinstance(idx, slice):  # rows of the run's own pairs
+            src, first = t[idx], torch.arange(idx.stop - idx.start, device=dev)
+        else:
+            src, first = t, idx
+        m = first.numel()
+        flat = (first.unsqueeze(1) * r + pick(perm, idx)).reshape(-1)
+        sel = src.reshape(-1, *t.shape[2:]).index_select(0, flat).view(m, r, *t.shape[2:])
         if signed:
-            sel = sel * sign.index_select(0, idx).view(m, r, 1, 1)
+            sel = sel * pick(sign, idx).view(m, r, 1, 1)
         return sel.reshape(m, -1, t.shape[-1])
 
-    def pick(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def pick(t: torch.Tensor, idx) -> torch.Tensor:
+        if isinstance(idx, slice):
+            return t[idx]
         return t if idx.numel() == n else t.index_select(0, idx)
 
     # Group l's leading cost terms that no other permutation acts on (the first layer's weights and bias of
@@ -348,7 +362,7 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
                     len(terms[l])) for l in range(H)]
     fixed: dict[int, torch.Tensor] = {}
 
-    def add_terms(c: torch.Tensor | None, l: int, idx: torch.Tensor, which) -> torch.Tensor:
+    def add_terms(c: torch.Tensor | None, l: int, idx, which) -> torch.Tensor:
         for a_t, b_t, j in which:
             if b_t.dim() == 2:  # a bias: rank-1 term
                 c = (pick(a_t, idx).unsqueeze(2) * pick(b_t, idx).unsqueeze(1) if c is None
@@ -358,17 +372,91 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
             c = torch.bmm(pick(a_t, idx), b_rows) if c is None else c.baddbmm_(pick(a_t, idx), b_rows)
         return c
 
-    def cost(l: int, idx: torch.Tensor) -> torch.Tensor:
+    def cost(l: int, idx) -> torch.Tensor:
         """C for unit group l, for the pairs `idx`: [m, h_l, h_l]."""
         k = n_fixed[l]
         if not k or k == len(terms[l]):
             return add_terms(None, l, idx, terms[l])
         if l not in fixed:
             fixed[l] = add_terms(None, l, all_pairs, terms[l][:k])
-        c = fixed[l].clone() if idx.numel() == n else fixed[l].index_select(0, idx)
+        if isinstance(idx, slice) or idx.numel() == n:
+            c = fixed[l][idx].clone() if isinstance(idx, slice) else fixed[l].clone()  # added to in place
+        else:
+            c = fixed[l].index_select(0, idx)
         return add_terms(c, l, idx, terms[l][k:])
 
     all_pairs = torch.arange(n, device=dev)
+    def step(l: int, sel: torch.Tensor, key, progress: torch.Tensor) -> None:
+        """Re-solve group l's assignment for the pairs `sel` (`key`: the same as a slice where they are a run)."""
+        nonlocal chosen
+        c = cost(l, key)
+        full = sel.numel() == n
+        cur = perms[l] if full else perms[l][sel]
+        cur_val = torch.gather(c, 2, cur.unsqueeze(2)).squeeze(2)
+        m = c.abs() if signed else c
+        m_cur = cur_val.abs() if signed else cur_val
+        row_max = m.amax(dim=2)
+        if skip_certified:
+            # the current assignment takes every row's maximum -> it is an optimal assignment
+            todo = ~(m_cur >= row_max).all(dim=1)
+            rounds = certify_rounds or 0
+            if rounds > 0 and bool(solved[l]) and bool(todo.any()):
+                sub = torch.nonzero(todo).squeeze(1)
+                todo[sub] = ~certify_optimal(m[sub], cur[sub], max_rounds=rounds)
+        else:
+            todo = torch.ones(sel.numel(), dtype=torch.bool, device=dev)
+        n_todo = int(todo.sum())
+        if n_todo == 0 and not signed:
+            stale[l, sel] = False
+            solved[l] = True
+            return
+        if n_todo:
+            if chosen is None:
+                chosen = choose_solver(m.shape[1], m.is_cuda, threads)
+            if n_todo == sel.numel():
+                sub, solution = None, solve_assignments(m, chosen, threads, row_max=row_max)
+            else:
+                sub = torch.nonzero(todo).squeeze(1)
+                solution = solve_assignments(m.index_select(0, sub), chosen, threads,
+                                             row_max=row_max.index_select(0, sub))
+        if not signed:
+            # Only the solved pairs can change: for the others the new objective equals the old one.
+            at = sel if sub is None else sel[sub]
+            c_s, cur_s, cur_val_s = (c, cur, cur_val) if sub is None else (c[sub], cur[sub], cur_val[sub])
+            new_val = torch.gather(c_s, 2, solution.unsqueeze(2)).squeeze(2)
+            old, new = cur_val_s.sum(1), new_val.sum(1)  # signs are all 1 (x * 1 == x exactly)
+            tol = 1e-12 + 16 * torch.finfo(dtype).eps * new_val.abs().sum(1)
+            progress[at] |= new > old + tol
+            changed = (solution != cur_s).any(1)
+            if full and sub is None:
+                perms[l] = solution
+            else:
+                perms[l][at] = solution
+            stale[l, sel] = False
+            solved[l] = True
+            for nb in neighbours[l]:
+                stale[nb, at] |= changed
+        else:
+            old = (cur_val * signs[l][sel]).sum(1)
+            new_perm = cur.clone()
+            if n_todo:
+                if sub is None:
+                    new_perm = solution
+                else:
+                    new_perm[sub] = solution
+            new_val = torch.gather(c, 2, new_perm.unsqueeze(2)).squeeze(2)
+            new_sign = torch.where(new_val < 0, -1.0, 1.0).to(dtype)
+            new = (new_val * new_sign).sum(1)
+            tol = 1e-12 + 16 * torch.finfo(dtype).eps * new_val.abs().sum(1)
+            progress[sel] |= new > old + tol
+            changed = (new_perm != cur).any(1) | (new_sign != signs[l][sel]).any(1)
+            perms[l][sel] = new_perm
+            signs[l][sel] = new_sign
+            stale[l, sel] = False
+            solved[l] = True
+            for nb in neighbours[l]:
+                stale[nb, sel] |= changed
+
     gen = torch.Generator().manual_seed(seed)
     active = torch.ones(n, dtype=torch.bool, device=dev)
     sweeps = torch.zeros(n, dtype=torch.long, device=dev)
@@ -384,76 +472,11 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
         sweeps[idx] += 1
         progress = torch.zeros(n, dtype=torch.bool, device=dev)
         for l in torch.randperm(H, generator=gen).tolist():
-            sel = idx[stale[l, idx]] if skip_certified else idx
-            if sel.numel() == 0:
-                continue
-            c = cost(l, sel)
-            full = sel.numel() == n
-            cur = perms[l] if full else perms[l][sel]
-            cur_val = torch.gather(c, 2, cur.unsqueeze(2)).squeeze(2)
-            m = c.abs() if signed else c
-            m_cur = cur_val.abs() if signed else cur_val
-            row_max = m.amax(dim=2)
-            if skip_certified:
-                # the current assignment takes every row's maximum -> it is an optimal assignment
-                todo = ~(m_cur >= row_max).all(dim=1)
-                rounds = certify_rounds or 0
-                if rounds > 0 and bool(solved[l]) and bool(todo.any()):
-                    sub = torch.nonzero(todo).squeeze(1)
-                    todo[sub] = ~certify_optimal(m[sub], cur[sub], max_rounds=rounds)
-            else:
-                todo = torch.ones(sel.numel(), dtype=torch.bool, device=dev)
-            n_todo = int(todo.sum())
-            if n_todo == 0 and not signed:
-                stale[l, sel] = False
-                solved[l] = True
-                continue
-            if n_todo:
-                if chosen is None:
-                    chosen = choose_solver(m.shape[1], m.is_cuda, threads)
-                if n_todo == sel.numel():
-                    sub, solution = None, solve_assignments(m, chosen, threads, row_max=row_max)
-                else:
-                    sub = torch.nonzero(todo).squeeze(1)
-                    solution = solve_assignments(m.index_select(0, sub), chosen, threads,
-                                                 row_max=row_max.index_select(0, sub))
-            if not signed:
-                # Only the solved pairs can change: for the others the new objective equals the old one.
-                at = sel if sub is None else sel[sub]
-                c_s, cur_s, cur_val_s = (c, cur, cur_val) if sub is None else (c[sub], cur[sub], cur_val[sub])
-                new_val = torch.gather(c_s, 2, solution.unsqueeze(2)).squeeze(2)
-                old, new = cur_val_s.sum(1), new_val.sum(1)  # signs are all 1 (x * 1 == x exactly)
-                tol = 1e-12 + 16 * torch.finfo(dtype).eps * new_val.abs().sum(1)
-                progress[at] |= new > old + tol
-                changed = (solution != cur_s).any(1)
-                if full and sub is None:
-                    perms[l] = solution
-                else:
-                    perms[l][at] = solution
-                stale[l, sel] = False
-                solved[l] = True
-                for nb in neighbours[l]:
-                    stale[nb, at] |= changed
-            else:
-                old = (cur_val * signs[l][sel]).sum(1)
-                new_perm = cur.clone()
-                if n_todo:
-                    if sub is None:
-                        new_perm = solution
-                    else:
-                        new_perm[sub] = solution
-                new_val = torch.gather(c, 2, new_perm.unsqueeze(2)).squeeze(2)
-                new_sign = torch.where(new_val < 0, -1.0, 1.0).to(dtype)
-                new = (new_val * new_sign).sum(1)
-                tol = 1e-12 + 16 * torch.finfo(dtype).eps * new_val.abs().sum(1)
-                progress[sel] |= new > old + tol
-                changed = (new_perm != cur).any(1) | (new_sign != signs[l][sel]).any(1)
-                perms[l][sel] = new_perm
-                signs[l][sel] = new_sign
-                stale[l, sel] = False
-                solved[l] = True
-                for nb in neighbours[l]:
-                    stale[nb, sel] |= changed
+            todo_pairs = idx[stale[l, idx]] if skip_certified else idx
+            for first in range(0, todo_pairs.numel(), block):
+                sel = todo_pairs[first:first + block]
+                lo, hi = int(sel[0]), int(sel[-1]) + 1
+                step(l, sel, slice(lo, hi) if hi - lo == sel.numel() and sel.numel() < n else sel, progress)
         active[idx] = progress[idx]
 
     g = GroupElement([p.clone() for p in perms], [s.clone() for s in signs])
@@ -462,7 +485,11 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
     if method == "wm-scale" or any(len(shape) > 2 for shape in spec.shapes):
         aligned = apply_element(spec, b, g)  # conv kernels: the flat index would cost more than row gathers
     else:
-        aligned = permuted_params(spec, b, g.perms, g.scales if signed else None, out=out)
+        # block by block, each written into the output while its rows are in the cache
+        aligned = torch.empty_like(b)
+        for s in range(0, n, block):
+            permuted_params(spec, b[s:s + block], [p[s:s + block] for p in g.perms],
+                            [q[s:s + block] for q in g.scales] if signed else None, out=aligned[s:s + block])
     objective = (a * aligned).sum(-1)
     return MatchResult(aligned, g, objective, sweeps.cpu(), chosen or "certified")
 
