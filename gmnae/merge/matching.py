@@ -270,7 +270,26 @@ def _free_cpus() -> int:
     return max(1, min(cpus, math.floor((os.cpu_count() or cpus) - others + 0.5)))
 
 
-def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Tensor], k: int):
+def _contiguous(x: torch.Tensor, block: int) -> torch.Tensor:
+    """`x.contiguous()`, copied block by block of pairs: a strided copy of a whole large batch at once misses
+    the cache (CNN terms of 4,096 pairs: 1.6x slower)."""
+    if x.is_contiguous():
+        return x
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    for s in range(0, x.shape[0], block):
+        out[s:s + block] = x[s:s + block]
+    return out
+
+
+def _reshaped(x: torch.Tensor, shape: tuple, block: int) -> torch.Tensor:
+    """`x.reshape(shape)`: a view where the strides allow, else a block-by-block copy."""
+    try:
+        return x.view(shape)
+    except RuntimeError:
+        return _contiguous(x, block).view(shape)
+
+
+def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Tensor], k: int, block: int):
     """The terms of group k's cost `C_k = sum over its axes of A_t(axis) B'_t(axis)^T`, laid out so that every
     other group's permutation is a row gather (index_select) followed by one bmm:
 
@@ -291,8 +310,8 @@ def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Ten
             raise ValueError(f"{spec.names[t]}: weight matching handles tensors with at most two permuted axes")
         o, j = permuted[0] if permuted else (others[0], None)
         order = [o] + [x for x in others if x != o]
-        a_term = A[t].permute(0, a + 1, *[x + 1 for x in order]).reshape(n, h, -1)
-        b_term = Bt[t].permute(0, *[x + 1 for x in order], a + 1).contiguous()
+        a_term = _reshaped(A[t].permute(0, a + 1, *[x + 1 for x in order]), (n, h, -1), block)
+        b_term = _contiguous(Bt[t].permute(0, *[x + 1 for x in order], a + 1), block)
         terms.append((a_term, b_term.reshape(n, spec.shapes[t][o], -1, h), j))
     return terms
 
@@ -321,15 +340,21 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
     norm_a = norm_b = None
     a_m, b_m = a, b
     if method == "wm-scale":
-        norm_a, norm_b = unit_normalisation(spec, a), unit_normalisation(spec, b)
-        a_m, b_m = apply_element(spec, a, norm_a), apply_element(spec, b, norm_b)
+        # block by block (the cache), each block normalised and moved while it is in the cache
+        a_m, b_m, norms = torch.empty_like(a), torch.empty_like(b), ([], [])
+        for s in range(0, n, block):
+            for x, x_m, parts in ((a, a_m, norms[0]), (b, b_m, norms[1])):
+                parts.append(unit_normalisation(spec, x[s:s + block]))
+                x_m[s:s + block] = apply_element(spec, x[s:s + block], parts[-1])
+        norm_a, norm_b = (GroupElement([torch.cat(p) for p in zip(*(g.perms for g in parts))],
+                                       [torch.cat(q) for q in zip(*(g.scales for g in parts))]) for parts in norms)
     signed = method == "wm-signed"
 
     H = len(spec.groups)
     perms = [torch.arange(h, device=dev).expand(n, h).clone() for h in spec.sizes]
     signs = [torch.ones(n, h, device=dev, dtype=dtype) for h in spec.sizes]
     A, Bt = spec.unflatten(a_m), spec.unflatten(b_m)
-    terms = [_cost_terms(spec, A, Bt, k) for k in range(H)]
+    terms = [_cost_terms(spec, A, Bt, k, block) for k in range(H)]
     neighbours = [spec.neighbours(k) for k in range(H)]
 
     # The pairs of a step are addressed by `idx`: an index tensor, or a slice where they are a contiguous
@@ -482,15 +507,17 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
     g = GroupElement([p.clone() for p in perms], [s.clone() for s in signs])
     if method == "wm-scale":
         g = compose(compose(norm_b, g), invert(norm_a))
-    if method == "wm-scale" or any(len(shape) > 2 for shape in spec.shapes):
-        aligned = apply_element(spec, b, g)  # conv kernels: the flat index would cost more than row gathers
-    else:
-        # block by block, each written into the output while its rows are in the cache
-        aligned = torch.empty_like(b)
-        for s in range(0, n, block):
-            permuted_params(spec, b[s:s + block], [p[s:s + block] for p in g.perms],
-                            [q[s:s + block] for q in g.scales] if signed else None, out=aligned[s:s + block])
-    objective = (a * aligned).sum(-1)
+    # block by block, each written into the output while its rows are in the cache (2x faster than whole)
+    aligned = torch.empty_like(b)
+    flat_index = method != "wm-scale" and all(len(shape) <= 2 for shape in spec.shapes)
+    for s in range(0, n, block):
+        part = GroupElement([p[s:s + block] for p in g.perms], [q[s:s + block] for q in g.scales])
+        if flat_index:
+            permuted_params(spec, b[s:s + block], part.perms, part.scales if signed else None,
+                            out=aligned[s:s + block])
+        else:  # scales, or conv kernels (there the flat index costs more than gathering rows)
+            aligned[s:s + block] = apply_element(spec, b[s:s + block], part)
+    objective = torch.cat([(a[s:s + block] * aligned[s:s + block]).sum(-1) for s in range(0, n, block)])
     return MatchResult(aligned, g, objective, sweeps.cpu(), chosen or "certified")
 
 
