@@ -33,8 +33,9 @@ problems go to one batch solver call (`solve_assignments`; the solvers, their ti
 optimality certificate are in `gmnae.merge.assignment`). Solves that cannot change anything are
 skipped, exactly: a layer none of whose neighbours changed since it was last solved would get the same matrix again, and an assignment
 that is provably still optimal (it takes every row's maximum, or a capped Bellman-Ford finds no
-improving cyclic exchange, `certify_optimal`) needs no solve. Pairs go in chunks of 512 (CPU),
-each chunk replaying the same seeded sweep orders, so a pair's result does not depend on its batch.
+improving cyclic exchange, `certify_optimal`) needs no solve. All pairs move in lockstep (one seeded
+sweep order for all), each step in blocks of at most 512 pairs (CPU: the cache); every computation is
+per pair, so a pair's result does not depend on its batch (bitwise).
 
 `weight_matching_reference` (`gmnae.merge.reference_matching`) is the one-pair-at-a-time algorithm
 the way the public PyTorch port of Git Re-Basin writes it; it is the baseline of the benchmark and
@@ -161,11 +162,13 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     provably still optimal (row maxima, or a Bellman-Ford check capped at `certify_rounds` rounds;
     default 0: with the row-reduced lapx solvers (~19 µs per 32 x 32 SIREN problem) 8 rounds cost more
     than the ~15% of solves they save (benchmarks/README.md)).
-    `chunk`: pairs handled together (default 512 on CPU: larger batches fall out of the
-    cache; 8192 on GPUs); every chunk replays the same seeded sweep orders, so a
-    pair's result never depends on which other pairs share its batch.
-    `workers`: CPU threads that match chunks side by side (each runs single-threaded torch ops and
-    solver calls, which release the GIL). Default 1 (benchmarks/README.md: two were not faster).
+    `chunk`: the most pairs one step's costs and solver call handle together (default 512 on CPU: larger
+    blocks fall out of the cache; 8192 on GPUs). All pairs run in lockstep, so the few pairs still
+    moving after the first sweeps share one block. A pair's result never depends on which other
+    pairs share its batch.
+    `workers`: CPU threads that match chunks of `chunk` pairs side by side (each runs single-threaded
+    torch ops and solver calls, which release the GIL). Default 1 (benchmarks/README.md: two were
+    not faster).
     """
     if solver_threads is None:
         solver_threads = _free_cpus()
@@ -404,13 +407,16 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
             return add_terms(None, l, idx, terms[l])
         if l not in fixed:
             fixed[l] = add_terms(None, l, all_pairs, terms[l][:k])
-        if isinstance(idx, slice) or idx.numel() == n:
-            c = fixed[l][idx].clone() if isinstance(idx, slice) else fixed[l].clone()  # added to in place
+        if isinstance(idx, slice):
+            c = fixed[l][idx].clone()  # the other terms are added in place
+        elif idx.numel() == n:
+            c = fixed[l].clone()
         else:
             c = fixed[l].index_select(0, idx)
         return add_terms(c, l, idx, terms[l][k:])
 
     all_pairs = torch.arange(n, device=dev)
+
     def step(l: int, sel: torch.Tensor, key, progress: torch.Tensor) -> None:
         """Re-solve group l's assignment for the pairs `sel` (`key`: the same as a slice where they are a run)."""
         nonlocal chosen
