@@ -224,3 +224,57 @@ def test_worker_threads_give_the_same_result(trained_sirens):
     one = match_weights(arch, a, b, "wm", chunk=3)
     two = match_weights(arch, a, b, "wm", chunk=3, workers=2)
     torch.testing.assert_close(two.aligned, one.aligned, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fixture", ["trained_sirens", "trained_tanh_cnns"])
+def test_permuted_params_is_apply_element_bitwise(request, fixture):
+    """The matcher's one-gather move (permutations and ±1 signs) gives exactly `apply_element`'s result,
+    also in float32 and when written into a slice of a larger output."""
+    from gmnae.merge.matching import permuted_params
+    from gmnae.weightspace.permutation_spec import permutation_spec
+
+    arch, params = request.getfixturevalue(fixture)
+    spec = permutation_spec(arch)
+    for dtype in (torch.float64, torch.float32):
+        x = params.to(dtype)
+        for kinds in ("P", "PD"):
+            g = random_element(arch, len(x), kinds, torch.Generator().manual_seed(5), dtype=dtype)
+            expected = apply_element(arch, x, g)
+            assert torch.equal(permuted_params(spec, x, g.perms, g.scales if "D" in kinds else None), expected)
+            out = torch.full((len(x) + 2, x.shape[1]), float("nan"), dtype=dtype)
+            permuted_params(spec, x, g.perms, g.scales if "D" in kinds else None, out=out[1:-1])
+            assert torch.equal(out[1:-1], expected) and out[[0, -1]].isnan().all()
+
+
+@pytest.mark.parametrize("kind", ["random", "tied", "scaled"])
+def test_lapx_on_float32_costs_with_given_row_maxima_equals_the_float64_solve(kind):
+    """The matcher hands the lapx solvers float32 costs and the row maxima it has already computed; the
+    solver input (`rowmax - C` in float64) and so every assignment must be exactly those of the float64 path."""
+    pytest.importorskip("lap")
+    g = torch.Generator().manual_seed(7)
+    if kind == "random":
+        cost = torch.randn(64, 32, 32, generator=g)
+    elif kind == "tied":
+        cost = _tied_problems(32, 16, 8).float()
+    else:
+        cost = torch.randn(64, 32, 32, generator=g) * torch.logspace(-6, 3, 32)[:, None]
+    best = solve_assignments(cost.double(), "scipy")
+    value = lambda cols: torch.gather(cost.double(), 2, cols.unsqueeze(2)).sum((1, 2))
+    for solver in [s for s in available_solvers() if s.startswith("lapjv")]:
+        fast = solve_assignments(cost, solver, 1, row_max=cost.amax(dim=2))
+        assert torch.equal(fast, solve_assignments(cost.double(), solver, 1)), solver
+        torch.testing.assert_close(value(fast), value(best), rtol=1e-12, atol=1e-12 * float(cost.abs().max()))
+
+
+def test_every_solver_gives_the_scipy_matching_on_trained_networks(trained_sirens):
+    """The matcher's bookkeeping (only solved pairs updated, skipped solves, the lapx fast path) changes
+    nothing: each solver yields scipy's permutations, signs and objective on independently trained SIRENs."""
+    arch, params = trained_sirens
+    a, b = params[0::2].float(), params[1::2].float()
+    for method in ("wm", "wm-signed"):
+        ref = match_weights(arch, a, b, method, seed=4, solver="scipy", chunk=3)
+        for solver in available_solvers():
+            res = match_weights(arch, a, b, method, seed=4, solver=solver, chunk=3)
+            for p, q in zip(res.element.perms + res.element.scales, ref.element.perms + ref.element.scales):
+                assert torch.equal(p, q), (method, solver)
+            assert torch.equal(res.aligned, ref.aligned) and torch.equal(res.sweeps, ref.sweeps)
