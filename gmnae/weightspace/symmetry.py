@@ -95,14 +95,25 @@ def _factor_view(q: torch.Tensor, t: torch.Tensor, dim: int) -> torch.Tensor:
     return q.view(shape)
 
 
-def apply_element(arch, params: torch.Tensor, g: GroupElement) -> torch.Tensor:
-    """Transform a batch `[B, P]` by `g`; returns a new `[B, P]` tensor computing the same functions.
+def apply_element(arch, params: torch.Tensor, g: GroupElement, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Transform a batch `[B, P]` by `g`; returns a new `[B, P]` tensor computing the same functions
+    (written into `out`, `[B, P]` with contiguous rows, when given).
 
     Every tensor is gathered along each axis a unit group acts on (row gathers, `index_select`) and
     multiplied (incoming) or divided (outgoing) by the factors; identity permutations and unit factors
-    are skipped.
+    are skipped. When every factor is ±1 and no tensor has more than 2 axes (dense layers), each
+    entry of the result is one entry of `params` times ±1, so the same result, bitwise, comes from one
+    gather by a flat index: 2-3x faster, weight matching's final move (on conv kernels the index
+    costs more than the row gathers).
     """
     spec = permutation_spec(arch)
+    if all(len(shape) <= 2 for shape in spec.shapes) and all(bool((q.abs() == 1).all()) for q in g.scales):
+        return _apply_by_flat_gather(spec, params, g, out)
+    moved = _apply_by_axes(spec, params, g)
+    return moved if out is None else out.copy_(moved)
+
+
+def _apply_by_axes(spec, params: torch.Tensor, g: GroupElement) -> torch.Tensor:
     out = []
     for t, x in enumerate(spec.unflatten(params)):
         for axis, k, incoming in spec.tensor_axes(t):
@@ -113,6 +124,41 @@ def apply_element(arch, params: torch.Tensor, g: GroupElement) -> torch.Tensor:
                 x = x * _factor_view(q, x, axis + 1) if incoming else x / _factor_view(q, x, axis + 1)
         out.append(x.reshape(params.shape[0], -1))
     return torch.cat(out, dim=1)
+
+
+def _apply_by_flat_gather(spec, params: torch.Tensor, g: GroupElement, out: torch.Tensor | None) -> torch.Tensor:
+    """`_apply_by_axes` for factors of ±1: one gather by a flat index `[n, P]` built from the permutations,
+    times the product of the ±1 factors on each entry (x * q incoming and x / q outgoing agree for q = ±1)."""
+    n, dev = params.shape[0], params.device
+    perms = [p.to(dev) for p in g.perms]
+    signs = None if all(_is_one(q) for q in g.scales) else [q.to(dev, params.dtype) for q in g.scales]
+    index = torch.empty(n, params.shape[1], dtype=torch.long, device=dev)
+    factor = torch.empty_like(params) if signs is not None else None
+    for t, ((start, end), shape) in enumerate(zip(spec.offsets(), spec.shapes)):
+        axes = {axis: k for axis, k, _ in spec.tensor_axes(t)}
+        idx = torch.full([1] * (len(shape) + 1), start, dtype=torch.long, device=dev)
+        fac = None
+        stride = 1
+        for axis in reversed(range(len(shape))):
+            view = [1] * (len(shape) + 1)
+            view[axis + 1] = shape[axis]
+            if axis in axes:
+                view[0] = n
+                idx = idx + perms[axes[axis]].view(view) * stride
+                if signs is not None:
+                    q = signs[axes[axis]].view(view)
+                    fac = q if fac is None else fac * q
+            else:
+                idx = idx + torch.arange(shape[axis], device=dev).view(view) * stride
+            stride *= shape[axis]
+        index[:, start:end].view(n, *shape).copy_(idx.expand(n, *shape))
+        if signs is not None:
+            dst = factor[:, start:end].view(n, *shape)
+            dst.fill_(1.0) if fac is None else dst.copy_(fac.expand(n, *shape))
+    moved = torch.gather(params, 1, index, out=out)
+    if signs is None:
+        return moved
+    return moved.mul_(factor) if out is not None else moved * factor
 
 
 def compose(first: GroupElement, then: GroupElement) -> GroupElement:

@@ -227,22 +227,25 @@ def test_worker_threads_give_the_same_result(trained_sirens):
 
 
 @pytest.mark.parametrize("fixture", ["trained_sirens", "trained_tanh_cnns"])
-def test_permuted_params_is_apply_element_bitwise(request, fixture):
-    """The matcher's one-gather move (permutations and ±1 signs) gives exactly `apply_element`'s result,
-    also in float32 and when written into a slice of a larger output."""
-    from gmnae.merge.matching import permuted_params
+def test_flat_gather_move_is_the_row_gather_action_bitwise(request, fixture):
+    """`apply_element`'s one-gather path (factors ±1; the matcher's final move) gives exactly the general
+    per-axis action, also in float32 and written into a slice of a larger output; on dense networks
+    `apply_element` takes it, on conv kernels the per-axis path."""
     from gmnae.weightspace.permutation_spec import permutation_spec
+    from gmnae.weightspace.symmetry import _apply_by_axes, _apply_by_flat_gather
 
     arch, params = request.getfixturevalue(fixture)
     spec = permutation_spec(arch)
     for dtype in (torch.float64, torch.float32):
         x = params.to(dtype)
-        for kinds in ("P", "PD"):
-            g = random_element(arch, len(x), kinds, torch.Generator().manual_seed(5), dtype=dtype)
-            expected = apply_element(arch, x, g)
-            assert torch.equal(permuted_params(spec, x, g.perms, g.scales if "D" in kinds else None), expected)
+        for symmetries in ("P", "PD"):
+            g = random_element(arch, len(x), symmetries, torch.Generator().manual_seed(5), dtype=dtype)
+            expected = _apply_by_axes(spec, x, g)
+            assert not torch.equal(expected, x)
+            assert torch.equal(_apply_by_flat_gather(spec, x, g, None), expected)
+            assert torch.equal(apply_element(arch, x, g), expected)
             out = torch.full((len(x) + 2, x.shape[1]), float("nan"), dtype=dtype)
-            permuted_params(spec, x, g.perms, g.scales if "D" in kinds else None, out=out[1:-1])
+            apply_element(arch, x, g, out=out[1:-1])
             assert torch.equal(out[1:-1], expected) and out[[0, -1]].isnan().all()
 
 
