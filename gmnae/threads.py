@@ -58,10 +58,11 @@ def busy_cpus() -> float:
             return 0.0
 
 
-def auto_threads() -> int:
-    """Usable CPUs less those the machine's other work keeps busy, at least 1."""
+def auto_threads(running_here: int = 0) -> int:
+    """Usable CPUs less those the machine's other work keeps busy, at least 1. `running_here`: threads of
+    this process already running, which the load average counts as other work (e.g. a caller mid-computation)."""
     cpus = usable_cpus()
-    idle = (os.cpu_count() or cpus) - busy_cpus()
+    idle = (os.cpu_count() or cpus) - max(0.0, busy_cpus() - running_here)
     return max(1, min(cpus, math.floor(idle + 0.5)))
 
 

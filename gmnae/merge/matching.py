@@ -223,15 +223,10 @@ def _single(res: MatchResult, single: bool) -> MatchResult:
 def _free_cpus() -> int:
     """CPUs the machine's other work leaves to the lapx solvers. On a busy shared machine a second solver
     thread waits for a core and the batch takes longer than on one; on a quiet one it is faster
-    (benchmarks/README.md). The load average counts this process's own running thread, hence the -1."""
-    import math
-    import os
+    (benchmarks/README.md). The load average counts this process's own running thread."""
+    from ..threads import auto_threads
 
-    from ..threads import busy_cpus, usable_cpus
-
-    cpus = usable_cpus()
-    others = max(0.0, busy_cpus() - 1.0)
-    return max(1, min(cpus, math.floor((os.cpu_count() or cpus) - others + 0.5)))
+    return auto_threads(running_here=1)
 
 
 def _contiguous(x: torch.Tensor, block: int) -> torch.Tensor:
