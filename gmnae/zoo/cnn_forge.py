@@ -217,16 +217,20 @@ def train_cnns(arch: Architecture, hp: dict[str, np.ndarray], cfg,
     return params, {k: t.double().numpy() for k, t in out.items()}
 
 
+def _zoo_architecture(zoo: str, cfg, padding: str, image_size: tuple[int, int]) -> Architecture:
+    """The Small CNN of a built-in CNN zoo: one activation's, or "mixed" when the zoo draws several."""
+    if cfg.size < 1:
+        raise GmnaeError(f"--size must be at least 1 network for {zoo}")
+    act = cfg.activations[0] if len(cfg.activations) == 1 else "mixed"
+    return Architecture.small_cnn(act, padding=padding, image_size=image_size, name=f"{zoo}-{act}")
+
+
 class DigitsCNNForge:
     name = "digits-cnn"
 
     def __init__(self, cfg: DigitsCNNConfig):
         self.cfg = cfg
-        act = cfg.activations[0] if len(cfg.activations) == 1 else "mixed"
-        self.arch = Architecture.small_cnn(act, padding="same", image_size=(8, 8), name=f"digits-cnn-{act}")
-        self.n_networks = cfg.size
-        if cfg.size < 1:
-            raise GmnaeError("--size must be at least 1 network for digits-cnn")
+        self.arch, self.n_networks = _zoo_architecture(self.name, cfg, "same", (8, 8)), cfg.size
 
     def task(self) -> dict:
         train, test = digits.classification_split(self.cfg.task_seed)
@@ -299,11 +303,7 @@ class MNIST5kCNNForge:
 
     def __init__(self, cfg: MNIST5kCNNConfig):
         self.cfg = cfg
-        act = cfg.activations[0] if len(cfg.activations) == 1 else "mixed"
-        self.arch = Architecture.small_cnn(act, padding="valid", image_size=(28, 28), name=f"mnist5k-cnn-{act}")
-        self.n_networks = cfg.size
-        if cfg.size < 1:
-            raise GmnaeError("--size must be at least 1 network for mnist5k-cnn")
+        self.arch, self.n_networks = _zoo_architecture(self.name, cfg, "valid", (28, 28)), cfg.size
         if cfg.train_eval_images > round(min(cfg.train_fractions) * mnist5k.N_IMAGES * (1 - mnist5k.TEST_FRACTION)):
             raise GmnaeError("train_eval_images exceeds the smallest training subset")
 
