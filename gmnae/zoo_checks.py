@@ -46,7 +46,7 @@ def check_zoo(root: Path, dataset: dict, build_if_missing: bool = False) -> Zoo:
             from .zoo.forge import build_zoo as build
 
             print(f"zoo {root} is missing: building it (gmnae zoo build {dataset['build']}); interrupted builds resume")
-            build(dataset["build"], root)
+            build(dataset["build"], root, src=dataset.get("data_root"))  # data_root: an IDX zoo's image files
         elif dataset.get("build"):
             raise ZooError(f"no zoo at {root} (no {MANIFEST}); build it with `gmnae zoo build {dataset['build']} "
                            f"--out {root}` (or `make train` for the default path), or point dataset.zoo at your zoo")

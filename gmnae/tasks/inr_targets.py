@@ -20,7 +20,7 @@ def inr_targets(task: dict, meta: dict[str, np.ndarray], zoo_root=None) -> torch
         from . import mnist5k
 
         return mnist5k.inr_targets()[torch.from_numpy(meta["image_index"])]
-    if name == "mnist":
+    if name in ("mnist", "fmnist"):  # images stored in the zoo folder (imported or built from IDX files)
         from . import mnist
 
         return mnist.inr_targets(task, meta, zoo_root)

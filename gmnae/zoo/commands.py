@@ -9,8 +9,13 @@ from .verify import verify_zoo
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="built-in zoo: digits-inr, mnist5k-inr, digits-cnn or mnist5k-cnn")
+    from .forge import FORGES
+
+    p.add_argument("name", help=f"built-in zoo: {', '.join(FORGES)}")
     p.add_argument("--out", help="zoo folder (default zoo/NAME)")
+    p.add_argument("--src", help="fmnist-inr / mnist-inr: folder with the four IDX files, gzipped or not "
+                                 "(fmnist-inr default: /usr/share/datasets/fashion-mnist, from "
+                                 "`apt-get install dataset-fashion-mnist`)")
     p.add_argument("--size", type=int, help="INR zoos: number of images; CNN zoos: number of networks")
     p.add_argument("--seeds", type=int, help="INR zoos: INRs per image (digits-inr 2, mnist5k-inr 1)")
     p.add_argument("--init", choices=("independent", "shared"),
@@ -27,7 +32,7 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_build(args) -> int:
     from ..errors import GmnaeError
-    from .forge import build_zoo
+    from .forge import IDX_ZOOS, build_zoo
 
     for flag in ("size", "seeds", "steps", "block_size", "threads"):
         value = getattr(args, flag)
@@ -37,9 +42,12 @@ def run_build(args) -> int:
     activations = getattr(args, "activations", None)
     if activations and args.name not in ("digits-cnn", "mnist5k-cnn"):
         raise GmnaeError(f"--activations is for the CNN zoos (digits-cnn, mnist5k-cnn); {args.name} is a SIREN zoo")
+    if getattr(args, "src", None) and args.name not in IDX_ZOOS:
+        raise GmnaeError(f"--src is for the zoos fitted to IDX image files ({', '.join(IDX_ZOOS)}); "
+                         f"{args.name} ships its own images")
     out = build_zoo(args.name, args.out, progress=not args.no_progress, threads=args.threads, size=args.size,
                     seeds=args.seeds, steps=args.steps, block_size=args.block_size, seed=args.seed,
-                    init=getattr(args, "init", None), activations=tuple(activations) if activations else None)
+                    init=getattr(args, "init", None), src=getattr(args, "src", None), activations=tuple(activations) if activations else None)
     counts = verify_zoo(out)
     print(f"verified {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0

@@ -30,8 +30,9 @@ from .cnn_forge import (ADAM_BETAS, OPTIMIZERS, RMSPROP_RHO, TRUNCATED_UNIT_STD,
                         DigitsCNNForge, MNIST5kCNNConfig, MNIST5kCNNForge, cnn_init, draw_cnn_hparams, init_weight,
                         train_cnns)
 from .format import ZooWriter, read_shard_meta
-from .inr_forge import (DigitsINRConfig, DigitsINRForge, MNIST5kINRConfig, MNIST5kINRForge, dwsnets_init,  # noqa: F401
-                        fit_inrs, image_splits, siren_init, siren_mse_grad)
+from .inr_forge import (DigitsINRConfig, DigitsINRForge, IdxINRConfig, IdxINRForge, MNIST5kINRConfig,  # noqa: F401
+                        MNIST5kINRForge, MNISTINRForge, dwsnets_init, fit_inrs, image_splits, siren_init,
+                        siren_mse_grad)
 # resumable writing, shared with the importers (BuildInterrupted stays importable from here)
 from .shard_writer import BuildInterrupted, block_path, check_build_settings, finished_blocks, progress_bar, write_block
 
@@ -39,7 +40,9 @@ import h5py
 
 
 FORGES = {"digits-inr": (DigitsINRForge, DigitsINRConfig), "mnist5k-inr": (MNIST5kINRForge, MNIST5kINRConfig),
+          "fmnist-inr": (IdxINRForge, IdxINRConfig), "mnist-inr": (MNISTINRForge, IdxINRConfig),
           "digits-cnn": (DigitsCNNForge, DigitsCNNConfig), "mnist5k-cnn": (MNIST5kCNNForge, MNIST5kCNNConfig)}
+IDX_ZOOS = ("fmnist-inr", "mnist-inr")  # fitted to IDX image files the user has (--src)
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +107,8 @@ def build_zoo(name: str, out: Path | str | None = None, progress: bool = True,
 
 def _assemble(forge, out: Path, work: Path, n_blocks: int, config: dict) -> None:
     info = {"build": config, **(forge.info() if hasattr(forge, "info") else {})}
+    if hasattr(forge, "write_zoo_files"):  # files the zoo's task reads (e.g. its target images)
+        forge.write_zoo_files(out)
     writer = ZooWriter(out, forge.name, forge.arch, task=forge.task(), info=info)
     for b in range(n_blocks):
         path = block_path(work, b)
