@@ -8,7 +8,7 @@ DATASET ?= digits-inr
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train zoo test test-all bench gpu-check scatter clean
+.PHONY: setup train zoo test test-fast test-all wheel-check bench gpu-check scatter clean
 
 $(BIN)/gmnae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ zoo: setup
 test: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# Build a wheel, install it into a fresh venv, build a tiny zoo and train one epoch outside the checkout.
+wheel-check: setup
+	PY=$(BIN)/python bash .ci/wheel_check.sh
+
 test-all: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -42,4 +46,4 @@ scatter: setup
 	$(BIN)/pip install --no-build-isolation -e '.[scatter]'
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build dist

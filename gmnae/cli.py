@@ -38,12 +38,9 @@ IMPORT_COMMANDS = {
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from . import __version__
 
-    try:
-        return version("gmnae")
-    except PackageNotFoundError:  # a source tree on PYTHONPATH
-        return "0+source"
+    return __version__
 
 
 def _attach(sub, name, module, help, prefix=""):

@@ -34,6 +34,9 @@ from .trainer_setup import build_trainer  # a module attribute: tests plug instr
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint (config from the run)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--config-dir", metavar="DIR", action="append", default=[],
+                   help="your own config folder (train.yaml, dataset/, model/, trainer/, experiment/), read before "
+                        "the shipped configs; repeatable; also $GMNAE_CONFIG_PATH (docs/configuration.md)")
     p.add_argument("-m", "--multirun", action="store_true",
                    help="sweep: key=a,b,c values are run one after another, every combination in its own run "
                         "(gmnae/sweep.py); the runs and a sweep.json land in runs_dir/<name>-sweep/")
@@ -43,10 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from .config import available
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
+    try:
+        available("dataset")
+    except ConfigError:  # a missing $GMNAE_CONFIG_PATH folder: reported in one line when the command runs
+        return
     p.epilog = (f"datasets: {', '.join(available('dataset'))} (dataset=NAME; default digits-inr)\n"
                 f"models: {', '.join(available('model'))}   trainers: {', '.join(available('trainer'))}\n"
                 f"experiments (recipes): {', '.join(available('experiment'))} (experiment=NAME)\n"
-                "overrides: key=value, any dotted key of configs/train.yaml (gmnae train --print-config shows them)\n"
+                "overrides: key=value, any dotted key of gmnae/configs/train.yaml (gmnae train --print-config shows them)\n"
                 "sweeps: gmnae train -m seed=0,1,2 model.encoder.symmetry=permutation,sign runs every combination;\n"
                 "  a literal list stays in brackets (model.decoder.hidden=[64,128]); gmnae report SWEEP_DIR tabulates\n"
                 "run folder: runs_dir/run_name (default runs/<dataset>-<model>-s<seed>, or <experiment>-s<seed>;\n"
@@ -128,6 +135,10 @@ def _train(cfg: DictConfig, build_zoo: bool) -> Path:
 
 
 def run(args) -> int:
+    from .config import add_config_dir
+
+    for folder in reversed(args.config_dir):  # the first --config-dir is searched first
+        add_config_dir(folder)
     overrides = list(args.extra)
     if args.multirun:
         from .sweep import run_sweep

@@ -9,7 +9,9 @@ from .training.conftest import gmnae_cmd, run_cmd, tiny_overrides
 def test_version(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
-    assert stop.value.code == 0 and capsys.readouterr().out.startswith("gmnae ")
+    from gmnae import __version__
+
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"gmnae {__version__}"
 
 
 def test_zoo_without_a_subcommand_lists_them(capsys):
