@@ -1,6 +1,6 @@
 # gmnae — the two commands a newcomer needs:
 #   make train   set up, build the embedded default zoo if missing, train the autoencoder on it
-#   make test    set up, run the test suite (what CI runs)
+#   make test    set up, run the test suite (what CI runs; `make test-fast`: the unit tier only)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -30,6 +30,10 @@ test: setup
 # Build a wheel, install it into a fresh venv, build a tiny zoo and train one epoch outside the checkout.
 wheel-check: setup
 	PY=$(BIN)/python bash .ci/wheel_check.sh
+
+# The unit tier (no trained zoo, < 2 min on 2 cores): the edit-test loop. tests/conftest.py says what is a unit test.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
 test-all: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
