@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import GmnaeError
@@ -96,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     if rest and not getattr(args, "_accepts_overrides", False) and args.command != "train":
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not in Python's flush at exit
+        return code
+    except BrokenPipeError:
+        # the reader stopped early (`gmnae report runs/ | head -1`): not an error. Point stdout at devnull so
+        # that Python's final flush does not raise again (the recipe of the `signal` module's documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except GmnaeError as e:
         print(f"gmnae: error: {e}", file=sys.stderr)
         return 2

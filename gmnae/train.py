@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -83,10 +85,14 @@ def train(cfg: DictConfig, build_zoo: bool = False) -> Path:
             os.environ.pop(RUN_DIR_ENV, None)
 
 
-def _train(cfg: DictConfig, build_zoo: bool) -> Path:
-    import lightning as L
-    import torch
+def _in_checkpoint_restore(error: BaseException) -> bool:
+    """Whether `error` was raised while Lightning restored a checkpoint (its checkpoint connector)."""
+    import traceback
 
+    return any("checkpoint_connector" in frame.filename for frame in traceback.extract_tb(error.__traceback__))
+
+
+def _train(cfg: DictConfig, build_zoo: bool) -> Path:
     from .callbacks import SaveRunConfig
     from .threads import apply_threads
 
@@ -95,15 +101,29 @@ def _train(cfg: DictConfig, build_zoo: bool) -> Path:
     # the `threads` key, else GMNAE_THREADS / OMP_NUM_THREADS / the CPUs and load, shared by CPU DDP ranks
     apply_threads(cfg.threads, processes=cpu_ranks)
     run_dir, dm, ckpt = prepare(cfg, build_zoo)
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0:
+    rank0 = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
+    if rank0:
         print(f"{'validation' if cfg.mode == 'validate' else 'run'} folder: {run_dir}", flush=True)
+    # config.yaml is written once the checkpoint has been restored: a resume that fails leaves the run as it was
+    saved = SaveRunConfig(cfg, run_dir / "config.yaml")
+    made_here = rank0 and not run_dir.exists()
+    try:
+        return _fit_or_validate(cfg, run_dir, dm, ckpt, saved)
+    except BaseException:
+        if made_here and not saved.done:  # stopped before it started: no half-made folder for a later run to reuse
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _fit_or_validate(cfg: DictConfig, run_dir: Path, dm, ckpt: Path | None, saved) -> Path:
+    import lightning as L
+    import torch
+
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     model = build_model(cfg, dm)
     if ckpt:
         check_checkpoint_fits(model, ckpt)
-    # config.yaml is written once the checkpoint has been restored: a resume that fails leaves the run as it was
-    saved = SaveRunConfig(cfg, run_dir / "config.yaml")
     trainer = build_trainer(cfg, run_dir, (saved,))
     ckpt_path = str(ckpt) if ckpt else None
     if cfg.mode == "validate":
@@ -123,7 +143,7 @@ def _train(cfg: DictConfig, build_zoo: bool) -> Path:
         except SIGTERMException:
             raise SystemExit(143) from None  # 128 + SIGTERM: schedulers see the run was stopped
         except Exception as e:
-            if ckpt and not saved.done:  # Lightning could not restore the checkpoint into this model
+            if ckpt and not saved.done and _in_checkpoint_restore(e):  # not a typo's error, nor a data error
                 raise GmnaeError(f"cannot resume from {ckpt} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                                  "the run folder is unchanged; resume with the settings the run was trained with") from e
             raise
@@ -132,6 +152,19 @@ def _train(cfg: DictConfig, build_zoo: bool) -> Path:
         if trainer.is_global_zero:
             print(f"run folder: {run_dir}")
     return run_dir
+
+
+def _validated_run(overrides: list[str]) -> Path | None:
+    """`mode=validate ckpt_path=RUN/checkpoints/X.ckpt`: RUN, when it holds the config.yaml gmnae train saved
+    (else None: the config is composed from the config files as for a new run)."""
+    given = dict(item.lstrip("+").split("=", 1) for item in overrides if "=" in item)
+    if given.get("mode") != "validate" or not given.get("ckpt_path"):
+        return None
+    ckpt = Path(given["ckpt_path"]).expanduser()
+    run = ckpt.parent.parent
+    if ckpt.parent.name != "checkpoints" or not (run / "config.yaml").is_file():
+        return None
+    return run
 
 
 def run(args) -> int:
@@ -147,7 +180,13 @@ def run(args) -> int:
             raise ConfigError("--resume continues one run; resume a sweep's runs one by one "
                               "(gmnae train --resume SWEEP_DIR/RUN)")
         return run_sweep(overrides, print_config=args.print_config, build_zoo=args.build_zoo)
-    base = None
+    base, saved = None, None
+    validated = _validated_run(overrides) if not args.resume else None
+    if validated is not None:  # the checkpoint's run knows its model and zoo: validate with its settings
+        saved = validated / "config.yaml"
+        base = OmegaConf.load(saved)
+        overrides = [f"runs_dir={validated.parent}", f"run_name={validated.name}", *overrides]
+        print(f"settings from {saved} (the checkpoint's run), with the command line's keys over them", file=sys.stderr)
     if args.resume:
         run_dir = Path(args.resume)
         saved = run_dir / "config.yaml"
@@ -156,7 +195,7 @@ def run(args) -> int:
         base = OmegaConf.load(saved)
         # mode=fit: a config saved by an older validation must not turn the resume into one
         overrides = [f"run_name={run_dir.name}", f"runs_dir={run_dir.parent}", "ckpt_path=last", "mode=fit", *overrides]
-    cfg = load_config(overrides, base=base, base_origin=str(saved) if base is not None else "")
+    cfg = load_config(overrides, base=base, base_origin=str(saved) if saved is not None else "")
     if args.print_config:
         print(OmegaConf.to_yaml(cfg))
         return 0

@@ -33,3 +33,22 @@ def test_run_prints_its_folder_first_and_no_tips(digits_inr_zoo, tmp_path):
     assert proc.stdout.splitlines()[0] == f"run folder: {tmp_path / 'shown'}"
     shown = proc.stdout + proc.stderr
     assert "Tip:" not in shown and "transfer_batch_to_device" not in shown and "__len__" not in shown
+
+
+@pytest.mark.parametrize("command", [["train", "--print-config"], ["zoo", "info", "ZOO"]])
+def test_a_reader_that_stops_early_is_no_error(command, request):
+    """`gmnae zoo info Z | head -1`: the pipe closes before gmnae has written; no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    if "ZOO" in command:
+        command = [str(request.getfixturevalue("digits_inr_zoo").root) if c == "ZOO" else c for c in command]
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "gmnae", *command], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

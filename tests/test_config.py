@@ -25,6 +25,8 @@ from gmnae.nn.config import EncoderConfig
     ("model.decoder.hidden=[32,x]", "model.decoder.hidden[1] = 'x' is not a list of integers"),
     ("optim=3", "optim = 3 is not a block"),
     ("mode=train", "mode = 'train' must be one of fit, validate"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs = -1 must be >= 0"),  # was an OverflowError in optim.py
+    ("trainer.max_epochs=abc", "trainer.max_epochs = 'abc' is not an integer"),  # was a TypeError in Lightning
 ])
 def test_bad_override_is_one_line_before_anything_is_made(tmp_path, capsys, override, says):
     assert main(["train", override, f"runs_dir={tmp_path}/runs"]) == 2
