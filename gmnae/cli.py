@@ -1,4 +1,4 @@
-"""`gmnae` command line: train, evaluate, merge, report, zoo (build | info | verify | import).
+"""`gmnae` command line: train, evaluate, merge, report, zoo (build | info | verify | export | import).
 
     gmnae zoo build digits-inr            # train the built-in INR zoo (resumable)
     gmnae train dataset=digits-inr        # OmegaConf overrides as key=value
@@ -31,6 +31,7 @@ ZOO_COMMANDS = {
     "build": ("gmnae.zoo.commands", "build", "train a built-in zoo (digits-inr, mnist5k-inr, digits-cnn, mnist5k-cnn)"),
     "info": ("gmnae.zoo.commands", "info", "architecture, counts and metric summary of a zoo"),
     "verify": ("gmnae.zoo.commands", "verify", "recompute checksums, reject NaN/Inf parameters"),
+    "export": ("gmnae.zoo.export", "export", "one network as a state dict file for gmnae merge: ZOO --index I --out a.pt"),
 }
 IMPORT_COMMANDS = {
     "small-cnn-zoo": ("gmnae.zoo.import_small_cnn_zoo", "import the CIFAR-10 Small CNN Zoo (Unterthiner et al.)"),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import load_config
+from .config import load_config, parse_overrides
 from .downstream_results import run_baselines, write_task_results
 from .errors import ConfigError, GmnaeError, check_writable
 from .model_builder import build_model
@@ -76,10 +76,11 @@ def prepare(cfg: DictConfig, build_zoo: bool = False) -> tuple[Path, "ZooDataMod
     return run_dir, dm, ckpt
 
 
-def train(cfg: DictConfig, build_zoo: bool = False) -> Path:
+def train(cfg: DictConfig, build_zoo: bool = False, note: str | None = None) -> Path:
+    """`note`: a line for the user, shown once the input checks passed (so an error stays the only line)."""
     exported = RUN_DIR_ENV in os.environ
     try:
-        return _train(cfg, build_zoo)
+        return _train(cfg, build_zoo, note)
     finally:
         if not exported:  # the choice was for this run's processes only
             os.environ.pop(RUN_DIR_ENV, None)
@@ -92,7 +93,7 @@ def _in_checkpoint_restore(error: BaseException) -> bool:
     return any("checkpoint_connector" in frame.filename for frame in traceback.extract_tb(error.__traceback__))
 
 
-def _train(cfg: DictConfig, build_zoo: bool) -> Path:
+def _train(cfg: DictConfig, build_zoo: bool, note: str | None = None) -> Path:
     from .callbacks import SaveRunConfig
     from .threads import apply_threads
 
@@ -103,6 +104,8 @@ def _train(cfg: DictConfig, build_zoo: bool) -> Path:
     run_dir, dm, ckpt = prepare(cfg, build_zoo)
     rank0 = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
     if rank0:
+        if note:
+            print(note, file=sys.stderr, flush=True)
         print(f"{'validation' if cfg.mode == 'validate' else 'run'} folder: {run_dir}", flush=True)
     # config.yaml is written once the checkpoint has been restored: a resume that fails leaves the run as it was
     saved = SaveRunConfig(cfg, run_dir / "config.yaml")
@@ -167,6 +170,28 @@ def _validated_run(overrides: list[str]) -> Path | None:
     return run
 
 
+def _trainer_for_this_machine(cfg: DictConfig, overrides: list[str],
+                              base: DictConfig | None) -> tuple[DictConfig, str | None]:
+    """(config, note). A GPU trainer on a machine without a CUDA GPU: the CPU trainer and a note saying so when the
+    GPU was only a default (the dataset's or a recipe's trainer); one line saying what to add when the command
+    line or the saved run asked for it."""
+    if str(cfg.trainer.get("accelerator")) not in ("gpu", "cuda"):
+        return cfg, None
+    import torch
+
+    if torch.cuda.is_available():
+        return cfg, None
+    groups, rest = parse_overrides(overrides)
+    if "trainer" in groups or any(r.startswith("trainer.accelerator=") for r in rest) or base is not None:
+        raise ConfigError(f"trainer={cfg.choices.trainer} (accelerator {cfg.trainer.accelerator}): this machine has "
+                          "no CUDA GPU; add trainer=cpu")
+    chosen_by = f"experiment={cfg.choices.experiment}" if cfg.choices.get("experiment") else \
+        f"dataset={cfg.choices.dataset}"
+    note = (f"gmnae: no CUDA GPU here: training with trainer=cpu instead of trainer={cfg.choices.trainer} "
+            f"(the default of {chosen_by}); add trainer=cpu to the command to silence this")
+    return load_config([*overrides, "trainer=cpu"]), note
+
+
 def run(args) -> int:
     from .config import add_config_dir
 
@@ -196,8 +221,11 @@ def run(args) -> int:
         # mode=fit: a config saved by an older validation must not turn the resume into one
         overrides = [f"run_name={run_dir.name}", f"runs_dir={run_dir.parent}", "ckpt_path=last", "mode=fit", *overrides]
     cfg = load_config(overrides, base=base, base_origin=str(saved) if saved is not None else "")
+    cfg, note = _trainer_for_this_machine(cfg, overrides, base)
     if args.print_config:
+        if note:
+            print(note, file=sys.stderr)
         print(OmegaConf.to_yaml(cfg))
         return 0
-    train(cfg, build_zoo=args.build_zoo)
+    train(cfg, build_zoo=args.build_zoo, note=note)
     return 0

@@ -17,7 +17,7 @@ def test_version(capsys):
 def test_zoo_without_a_subcommand_lists_them(capsys):
     with pytest.raises(SystemExit):
         main(["zoo"])
-    assert "{build,info,verify,import}" in capsys.readouterr().err
+    assert "{build,info,verify,export,import}" in capsys.readouterr().err
 
 
 def test_train_help_lists_datasets_and_the_run_folder(capsys):

@@ -222,3 +222,14 @@ def test_a_typo_on_resume_is_not_called_a_settings_mismatch(inr_run, capsys):
     assert main(["train", "--resume", str(inr_run), "trainer.max_epochs=abc"]) == 2
     err = _one_line(capsys)
     assert "trainer.max_epochs = 'abc' is not an integer" in err and "trained with" not in err
+
+
+def test_a_gpu_default_on_a_machine_without_one_trains_on_the_cpu(monkeypatch, capsys):
+    """dataset=mnist-inr suggests trainer=gpu; without a GPU that was a 31-line MisconfigurationException."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "dataset=mnist-inr", "--print-config"]) == 0
+    out = capsys.readouterr()
+    assert "training with trainer=cpu instead of trainer=gpu (the default of dataset=mnist-inr)" in out.err
+    assert len(out.err.strip().splitlines()) == 1 and "accelerator: cpu" in out.out
+    assert main(["train", "dataset=mnist-inr", "trainer=gpu", "--print-config"]) == 2  # asked for: one line
+    assert "this machine has no CUDA GPU; add trainer=cpu" in _one_line(capsys)
