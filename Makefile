@@ -1,6 +1,6 @@
 # gmnae — the two commands a newcomer needs:
 #   make train   set up, build the embedded default zoo if missing, train the autoencoder on it
-#   make test    set up, run the test suite (what CI runs)
+#   make test    set up, run the test suite (what CI runs; `make test-fast`: the unit tier only)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ DATASET ?= digits-inr
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train zoo test test-all bench gpu-check scatter clean
+.PHONY: setup train zoo test test-fast test-all wheel-check bench gpu-check scatter clean
 
 $(BIN)/gmnae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ zoo: setup
 test: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# Build a wheel, install it into a fresh venv, build a tiny zoo and train one epoch outside the checkout.
+wheel-check: setup
+	PY=$(BIN)/python bash .ci/wheel_check.sh
+
+# The unit tier (no trained zoo, < 2 min on 2 cores): the edit-test loop. tests/conftest.py says what is a unit test.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
+
 test-all: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -42,4 +50,4 @@ scatter: setup
 	$(BIN)/pip install --no-build-isolation -e '.[scatter]'
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build dist

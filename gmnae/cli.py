@@ -1,4 +1,4 @@
-"""`gmnae` command line: train, evaluate, merge, report, zoo (build | info | verify | import).
+"""`gmnae` command line: train, evaluate, merge, report, zoo (build | info | verify | export | import).
 
     gmnae zoo build digits-inr            # train the built-in INR zoo (resumable)
     gmnae train dataset=digits-inr        # OmegaConf overrides as key=value
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import GmnaeError
@@ -30,6 +31,7 @@ ZOO_COMMANDS = {
     "build": ("gmnae.zoo.commands", "build", "train a built-in zoo (digits-inr, mnist5k-inr, digits-cnn, mnist5k-cnn)"),
     "info": ("gmnae.zoo.commands", "info", "architecture, counts and metric summary of a zoo"),
     "verify": ("gmnae.zoo.commands", "verify", "recompute checksums, reject NaN/Inf parameters"),
+    "export": ("gmnae.zoo.export", "export", "one network as a state dict file for gmnae merge: ZOO --index I --out a.pt"),
 }
 IMPORT_COMMANDS = {
     "small-cnn-zoo": ("gmnae.zoo.import_small_cnn_zoo", "import the CIFAR-10 Small CNN Zoo (Unterthiner et al.)"),
@@ -38,12 +40,9 @@ IMPORT_COMMANDS = {
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from . import __version__
 
-    try:
-        return version("gmnae")
-    except PackageNotFoundError:  # a source tree on PYTHONPATH
-        return "0+source"
+    return __version__
 
 
 def _attach(sub, name, module, help, prefix=""):
@@ -99,7 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     if rest and not getattr(args, "_accepts_overrides", False) and args.command != "train":
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not in Python's flush at exit
+        return code
+    except BrokenPipeError:
+        # the reader stopped early (`gmnae report runs/ | head -1`): not an error. Point stdout at devnull so
+        # that Python's final flush does not raise again (the recipe of the `signal` module's documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except GmnaeError as e:
         print(f"gmnae: error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,12 @@ A group file may start from another file of its group with `extends: NAME` (e.g.
 extends `trainer/base.yaml`): the named file, then this file's keys over it.
 Resolution reads only files and arguments — never the clock or a random source — so every DDP
 process that re-reads the config gets the same result.
+
+Where the files come from: the configs shipped inside the package (`gmnae/configs/`), overlaid by a
+user's own config folders — `$GMNAE_CONFIG_PATH` (folders separated by `os.pathsep`) and `gmnae train
+--config-dir DIR` (which adds DIR to that variable, so DDP processes read the same folders). Each file
+(`train.yaml`, `dataset/NAME.yaml`, ...) is read from the first folder that has it; a group lists the
+files of every folder. docs/configuration.md shows how.
 """
 from __future__ import annotations
 
@@ -35,12 +41,39 @@ RENAMED_KEYS = {"dataset.kind": "dataset.family", "evaluation.pairs_per_kind": "
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig}  # trainer: Lightning's arguments
 
 
+CONFIG_PATH_ENV = "GMNAE_CONFIG_PATH"  # a user's config folders, searched before the shipped ones
+
+
 def config_dir() -> Path:
-    """`configs/` beside the package (a source checkout / editable install), or $GMNAE_CONFIG_DIR."""
-    env = os.environ.get("GMNAE_CONFIG_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "configs"
+    """The configs shipped inside the package (a wheel carries them: pyproject's package-data)."""
+    return Path(__file__).resolve().parent / "configs"
+
+
+def config_dirs() -> list[Path]:
+    """The folders config files are read from, first match wins: $GMNAE_CONFIG_PATH's, then the shipped ones."""
+    users = [Path(p).expanduser() for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
+    for folder in users:
+        if not folder.is_dir():
+            raise ConfigError(f"config folder {folder} ({CONFIG_PATH_ENV} or --config-dir) does not exist; "
+                              "pass a folder that holds train.yaml and/or dataset/, model/, trainer/, experiment/")
+    return [*users, config_dir()]
+
+
+def add_config_dir(folder) -> None:
+    """`--config-dir DIR`: searched before $GMNAE_CONFIG_PATH's folders; set in the environment so that the
+    processes a launcher starts (DDP) read the same files."""
+    rest = os.environ.get(CONFIG_PATH_ENV, "")
+    os.environ[CONFIG_PATH_ENV] = os.pathsep.join([str(Path(folder).expanduser().absolute()), *([rest] if rest else [])])
+    config_dirs()  # a missing folder stops here, in one line
+
+
+def config_file(relative: str) -> Path:
+    """`relative` (e.g. "dataset/digits-inr.yaml") from the first config folder that has it; else where the
+    shipped one would be (its absence is reported by the caller)."""
+    for folder in config_dirs():
+        if (folder / relative).exists():
+            return folder / relative
+    return config_dir() / relative
 
 
 def rename_legacy_keys(node, prefix: str = "", origin: str = "config"):
@@ -72,14 +105,14 @@ def rename_legacy_keys(node, prefix: str = "", origin: str = "config"):
 
 
 def available(group: str) -> list[str]:
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml") if p.stem not in BASES)
+    return sorted({p.stem for folder in config_dirs() for p in (folder / group).glob("*.yaml") if p.stem not in BASES})
 
 
 def _load_group(group: str, name: str, _chain: tuple[str, ...] = ()) -> DictConfig:
     """A group file as written, with the file it `extends:` (recursively) under it."""
-    path = config_dir() / group / f"{name}.yaml"
+    path = config_file(f"{group}/{name}.yaml")
     if not path.exists():
-        where = f"{config_dir() / group / _chain[-1]}.yaml: extends: " if _chain else ""
+        where = f"{config_file(f'{group}/{_chain[-1]}.yaml')}: extends: " if _chain else ""
         raise ConfigError(f"{where}no {group} config named {name!r} ({path} does not exist); "
                           f"available: {', '.join(available(group))}")
     try:
@@ -114,7 +147,7 @@ def _extend(base: DictConfig, child: DictConfig) -> DictConfig:
 
 def _typed_group(group: str, name: str, node: DictConfig) -> DictConfig:
     """A group file checked against its part of the schema, so that an error names the file."""
-    origin = f"{config_dir() / group / name}.yaml"
+    origin = str(config_file(f"{group}/{name}.yaml"))
     if group == "trainer":  # free-form: Lightning's arguments
         check_values(OmegaConf.create({"trainer": node}), TrainConfig, origin)
         return node
@@ -166,12 +199,12 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
             cfg[group] = _typed_group(group, name, node)
             cfg.choices[group] = name
     else:
-        root_path = config_dir() / "train.yaml"
+        root_path = config_file("train.yaml")
         root = rename_legacy_keys(OmegaConf.load(root_path), "", str(root_path))
         choices = dict(root.pop("defaults"))
         recipe, recipe_path = None, None
         if experiment:
-            recipe, recipe_path = _load_group(EXPERIMENT, experiment), f"{config_dir() / EXPERIMENT / experiment}.yaml"
+            recipe, recipe_path = _load_group(EXPERIMENT, experiment), str(config_file(f"{EXPERIMENT}/{experiment}.yaml"))
             groups = {**_recipe_choices(recipe, recipe_path), **groups}  # the command line's choices win
         if "dataset" in groups:
             choices["dataset"] = groups["dataset"]
@@ -185,7 +218,7 @@ def load_config(overrides: list[str] | None = None, base: DictConfig | None = No
         for g in GROUPS:
             parts[g] = _typed_group(g, choices[g], parts[g])
             if tops[g]:
-                typed(TrainConfig, tops[g], f"{config_dir() / g / choices[g]}.yaml (override:)")
+                typed(TrainConfig, tops[g], f"{config_file(f'{g}/{choices[g]}.yaml')} (override:)")
         cfg = typed(TrainConfig, root, str(root_path))
         cfg = OmegaConf.merge(cfg, {g: parts[g] for g in GROUPS}, *[t for t in tops.values() if t])
         if recipe is not None:  # after the groups, before the command line

@@ -28,10 +28,12 @@ from .errors import ConfigError
 from .weightspace.registry import ACTIVATIONS
 
 
-def setting(default=NO_DEFAULT, *, factory=None, ge=None, gt=None, le=None, lt=None, choices=None, keys=None):
+def setting(default=NO_DEFAULT, *, factory=None, ge=None, gt=None, le=None, lt=None, choices=None, keys=None,
+            counts=None):
     """A dataclass field with a check: a range (ge/gt/le/lt), allowed values, or, for a free-form dict,
-    `keys=(function listing the allowed keys, what they are)`."""
-    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, keys=keys).items() if v is not None}
+    `keys=(function listing the allowed keys, what they are)` and `counts={key: least value}` for its integer keys."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, keys=keys, counts=counts).items()
+            if v is not None}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -46,6 +48,12 @@ def trainer_arguments() -> list[str]:
 
     ours = {"self", "callbacks", "logger", "default_root_dir"}
     return [p for p in inspect.signature(lightning.Trainer.__init__).parameters if p not in ours]
+
+
+# Lightning's integer arguments a typo breaks far from the command line (`max_epochs=abc`: a TypeError deep in
+# Lightning; `max_epochs=-1`, Lightning's "endless", leaves the lr schedule no length): key -> least value.
+TRAINER_COUNTS = {"max_epochs": 0, "min_epochs": 0, "max_steps": -1, "min_steps": 0, "check_val_every_n_epoch": 1,
+                  "log_every_n_steps": 1, "accumulate_grad_batches": 1, "num_nodes": 1, "num_sanity_val_steps": -1}
 
 
 # ---- groups ------------------------------------------------------------------------------------
@@ -175,7 +183,8 @@ class TrainConfig:
     checkpoint: CheckpointConfig = setting(factory=CheckpointConfig)
     dataset: DatasetConfig = setting(factory=DatasetConfig)
     model: ModelConfig = setting(factory=ModelConfig)
-    trainer: Dict[str, Any] = setting(factory=dict, keys=(trainer_arguments, "the arguments of lightning.Trainer"))
+    trainer: Dict[str, Any] = setting(factory=dict, keys=(trainer_arguments, "the arguments of lightning.Trainer"),
+                                      counts=TRAINER_COUNTS)
     choices: Dict[str, str] = setting(factory=dict)  # group -> the file chosen (dataset=NAME ...)
 
 
@@ -303,6 +312,13 @@ def check_values(cfg: DictConfig, schema: type, origin: str, prefix: str = "") -
                     near = difflib.get_close_matches(str(k), valid, n=1, cutoff=0.0)
                     raise ConfigError(f"{origin}: unknown config key '{key}.{k}' (= {value[k]!r}); the nearest "
                                       f"valid key is '{key}.{near[0]}' ({key}.* takes {describe})")
+        for k, least in m.get("counts", {}).items():
+            if value.get(k) is None:
+                continue
+            if isinstance(value[k], bool) or not isinstance(value[k], int):
+                raise ConfigError(f"{origin}: {key}.{k} = {value[k]!r} is not an integer (e.g. {key}.{k}=5)")
+            if value[k] < least:
+                raise ConfigError(f"{origin}: {key}.{k} = {value[k]!r} must be >= {least}")
         if "choices" in m and value not in m["choices"]:
             shown = [_yaml(c) for c in m["choices"]]
             near = difflib.get_close_matches(str(value), shown, n=1, cutoff=0.0)

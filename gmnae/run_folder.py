@@ -30,7 +30,7 @@ def resolve_run_dir(cfg: DictConfig, ckpt: Path | None = None) -> Path:
 
     An explicit run_name is used as is. Otherwise <dataset>-<model>-s<seed> (<experiment>-s<seed>), plus the SLURM job id
     under SLURM (so a requeued job finds its own folder). A single-process start that would reuse
-    a taken folder gets the next free -vN, and exports the choice so processes that Lightning
+    a taken (non-empty) folder gets the next free -vN, and exports the choice so processes that Lightning
     launches later inherit it instead of choosing again. A validation gets a folder of its own.
     """
     if os.environ.get(RUN_DIR_ENV):
@@ -41,7 +41,7 @@ def resolve_run_dir(cfg: DictConfig, ckpt: Path | None = None) -> Path:
     path = runs / name
     if not cfg.run_name and not external_launch() and cfg.ckpt_path is None and cfg.mode == "fit":
         v = 1
-        while (path / "config.yaml").exists():
+        while path.exists() and any(path.iterdir()):  # anything in it is another run's (even a failed start's)
             v += 1
             path = runs / f"{name}-v{v}"
         os.environ[RUN_DIR_ENV] = str(path)

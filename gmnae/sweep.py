@@ -32,7 +32,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .config import EXPERIMENT, load_config
-from .errors import ConfigError
+from .errors import ConfigError, check_writable
 
 MANIFEST = "sweep.json"
 UNSWEPT = ("run_name", "runs_dir", "ckpt_path", "mode")  # a sweep owns its run names and folder; runs are fresh fits
@@ -187,6 +187,7 @@ def run_sweep(overrides: list[str], print_config: bool = False, build_zoo: bool 
         for r in runs:
             print(f"{r['name']}:\n" + OmegaConf.to_yaml(load_config(r["command"])))
         return 0
+    check_writable(folder, f"sweep folder {folder} (runs_dir)")
     write_manifest(folder, fixed, axes, runs)
     (folder / "logs").mkdir(exist_ok=True)
     print(f"sweep folder: {folder} ({len(runs)} runs: {', '.join(f'{k} x{len(v)}' for k, v in axes.items()) or 'one'})",

@@ -1,4 +1,11 @@
-"""Shared fixtures: small but *really trained* zoos, built once per test session with the forge."""
+"""Shared fixtures: small but *really trained* zoos, built once per test session with the forge.
+
+Test tiers. A test that uses a trained zoo (one of TRAINED_ZOOS, directly or through another fixture such as
+`trained_sirens` or `inr_autoencoder_run`) is marked `integration` here, at collection; a test that trains or
+builds in another way (a subprocess, its own zoo) carries `@pytest.mark.integration` (or a module's
+`pytestmark`) itself. Every other test is a unit test: `make test-fast` runs those (`-m "not slow and not
+integration"`, under 2 minutes on 2 cores); `make test` runs both tiers.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +16,33 @@ from gmnae.zoo import Zoo
 from gmnae.zoo.forge import build_zoo
 
 torch.set_num_threads(2)
+
+TRAINED_ZOOS = {"digits_inr_zoo", "digits_cnn_zoo", "digits_leaky_cnn_zoo"}
+
+
+def _uses_a_trained_zoo(item) -> bool:
+    """Its fixtures, and the fixtures it names in a parameter (`request.getfixturevalue(name)`), depend on one of
+    TRAINED_ZOOS, followed through the fixtures they use."""
+    callspec = getattr(item, "callspec", None)
+    todo = [*getattr(item, "fixturenames", ()),
+            *(v for v in (callspec.params.values() if callspec else ()) if isinstance(v, str))]
+    seen = set()
+    while todo:
+        name = todo.pop()
+        if name in TRAINED_ZOOS:
+            return True
+        if name in seen:
+            continue
+        seen.add(name)
+        for fixture in item.session._fixturemanager.getfixturedefs(name, item) or ():
+            todo.extend(fixture.argnames)
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _uses_a_trained_zoo(item):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

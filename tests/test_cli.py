@@ -9,13 +9,15 @@ from .training.conftest import gmnae_cmd, run_cmd, tiny_overrides
 def test_version(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
-    assert stop.value.code == 0 and capsys.readouterr().out.startswith("gmnae ")
+    from gmnae import __version__
+
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"gmnae {__version__}"
 
 
 def test_zoo_without_a_subcommand_lists_them(capsys):
     with pytest.raises(SystemExit):
         main(["zoo"])
-    assert "{build,info,verify,import}" in capsys.readouterr().err
+    assert "{build,info,verify,export,import}" in capsys.readouterr().err
 
 
 def test_train_help_lists_datasets_and_the_run_folder(capsys):
@@ -31,3 +33,22 @@ def test_run_prints_its_folder_first_and_no_tips(digits_inr_zoo, tmp_path):
     assert proc.stdout.splitlines()[0] == f"run folder: {tmp_path / 'shown'}"
     shown = proc.stdout + proc.stderr
     assert "Tip:" not in shown and "transfer_batch_to_device" not in shown and "__len__" not in shown
+
+
+@pytest.mark.parametrize("command,zoo", [(["train", "--print-config"], None), (["zoo", "info"], "digits_inr_zoo")])
+def test_a_reader_that_stops_early_is_no_error(command, zoo, request):
+    """`gmnae zoo info Z | head -1`: the pipe closes before gmnae has written; no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    if zoo:  # named in the parameters, so tests/conftest.py files this case under integration
+        command = [*command, str(request.getfixturevalue(zoo).root)]
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "gmnae", *command], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -25,6 +25,8 @@ from gmnae.nn.config import EncoderConfig
     ("model.decoder.hidden=[32,x]", "model.decoder.hidden[1] = 'x' is not a list of integers"),
     ("optim=3", "optim = 3 is not a block"),
     ("mode=train", "mode = 'train' must be one of fit, validate"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs = -1 must be >= 0"),  # was an OverflowError in optim.py
+    ("trainer.max_epochs=abc", "trainer.max_epochs = 'abc' is not an integer"),  # was a TypeError in Lightning
 ])
 def test_bad_override_is_one_line_before_anything_is_made(tmp_path, capsys, override, says):
     assert main(["train", override, f"runs_dir={tmp_path}/runs"]) == 2
@@ -38,7 +40,7 @@ def test_bad_override_is_one_line_before_anything_is_made(tmp_path, capsys, over
 def config_copy(tmp_path, monkeypatch):
     """configs/ copied where a test may add broken files."""
     shutil.copytree(config_dir(), tmp_path / "configs")
-    monkeypatch.setenv("GMNAE_CONFIG_DIR", str(tmp_path / "configs"))
+    monkeypatch.setenv("GMNAE_CONFIG_PATH", str(tmp_path / "configs"))
     return tmp_path / "configs"
 
 
@@ -85,11 +87,11 @@ BEFORE_BASE = Path(__file__).parent / "data" / "trainers-before-base"  # the tra
 @pytest.mark.parametrize("choice", ["trainer=cpu", "trainer=gpu", "trainer=ddp", "trainer=slurm",
                                     "dataset=cifar10-cnn", "dataset=mnist-inr"])
 def test_trainers_that_extend_the_base_resolve_exactly_as_the_whole_files_did(config_copy, monkeypatch, choice):
-    monkeypatch.delenv("GMNAE_CONFIG_DIR")
+    monkeypatch.delenv("GMNAE_CONFIG_PATH")
     now = OmegaConf.to_yaml(load_config([choice]))  # the shipped configs/trainer/{base,cpu,...}.yaml
     shutil.rmtree(config_copy / "trainer")
     shutil.copytree(BEFORE_BASE, config_copy / "trainer")
-    monkeypatch.setenv("GMNAE_CONFIG_DIR", str(config_copy))
+    monkeypatch.setenv("GMNAE_CONFIG_PATH", str(config_copy))
     before = OmegaConf.to_yaml(load_config([choice]))
     assert now == before  # text, so key order too: --print-config and every saved config.yaml read the same
     assert "base" not in available("trainer") and "extends" not in now
@@ -187,3 +189,25 @@ def test_decoder_kind_is_now_decoder_type(config_copy):
     with pytest.raises(ConfigError, match="model.decoder.type"):
         load_config(["model.decoder.type=transformer"])
 
+
+
+# ---- a user's config folders over the shipped ones ------------------------------------------------
+def test_a_user_config_folder_overlays_the_shipped_configs(tmp_path, monkeypatch, capsys):
+    mine = tmp_path / "mine"
+    (mine / "dataset").mkdir(parents=True)
+    (mine / "dataset" / "my-zoo.yaml").write_text("name: my-zoo\nfamily: inr\nzoo: zoo/my-zoo\n")
+    (mine / "trainer").mkdir()
+    (mine / "trainer" / "cpu.yaml").write_text("extends: base\naccelerator: cpu\ndevices: 1\nmax_epochs: 7\n")
+    monkeypatch.setenv("GMNAE_CONFIG_PATH", "")  # restored after the test: --config-dir writes it
+    assert main(["train", "--config-dir", str(mine), "dataset=my-zoo", "trainer=cpu", "--print-config"]) == 0
+    printed = OmegaConf.create(capsys.readouterr().out)
+    assert printed.dataset.name == "my-zoo" and printed.trainer.max_epochs == 7  # the user's files win
+    assert printed.model.encoder.d == load_config([]).model.encoder.d  # the rest is shipped
+    assert "my-zoo" in available("dataset") and "digits-inr" in available("dataset")  # --config-dir is in the env
+
+
+def test_a_missing_user_config_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GMNAE_CONFIG_PATH", str(tmp_path / "nowhere"))
+    assert main(["train", "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"config folder {tmp_path / 'nowhere'}" in err, err

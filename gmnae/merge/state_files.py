@@ -1,8 +1,8 @@
 """Network files for `gmnae merge`: state dicts in, flat parameter vectors of an architecture, state dicts out.
 
 A state dict's floating-point tensors, in order, are the flat layout (layer by layer, weight then bias);
-its architecture comes from `--arch` / `--zoo`, else from the file when its keys and shapes name one
-unambiguously (MNIST-INR's `seq.{0,1,2}.{weight,bias}` is the SIREN). Every check stops with one line
+its architecture comes from `--arch` / `--zoo`, else from the file: the one it records (`gmnae zoo export`), or
+the one its keys and shapes name unambiguously (MNIST-INR's `seq.{0,1,2}.{weight,bias}` is the SIREN). Every check stops with one line
 naming the file and the fix.
 """
 from __future__ import annotations
@@ -54,6 +54,23 @@ def check_same_layout(path_a: str, sa: dict, path_b: str, sb: dict) -> None:
                              f"{tuple(va.shape)}; merge two networks of the same architecture")
 
 
+def recorded_architecture(path: str):
+    """The architecture a file written by `gmnae zoo export` records, else None."""
+    import json
+
+    from ..weightspace import Architecture
+
+    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    recorded = obj.get("architecture") if isinstance(obj, dict) else None
+    if not isinstance(recorded, str):
+        return None
+    try:
+        return Architecture.from_dict(json.loads(recorded))
+    except (ValueError, TypeError, KeyError) as e:
+        raise GmnaeError(f"{path}: its 'architecture' entry cannot be read ({type(e).__name__}); "
+                         "pass --arch NAME or --arch ZOO_DIR") from e
+
+
 def infer_architecture(path: str, state: dict):
     """The architecture a state dict's keys and shapes name unambiguously, else a GmnaeError."""
     from ..weightspace import Architecture
@@ -86,8 +103,8 @@ def resolve_architecture(args, state: dict):
                 raise GmnaeError(f"--arch {args.arch}: {e}") from e
     elif zoo is not None:
         arch = zoo.arch
-    else:
-        arch = infer_architecture(args.a, state)
+    else:  # what the file records (gmnae zoo export), else what its keys and shapes name
+        arch = recorded_architecture(args.a) or infer_architecture(args.a, state)
     if args.activation:
         if arch.activation not in ("mixed", args.activation):
             raise GmnaeError(f"--activation {args.activation} contradicts the architecture's {arch.activation}; "

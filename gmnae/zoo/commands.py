@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import sys
+import threading
 
 from ..weightspace.registry import ACTIVATIONS
 from .format import Zoo
@@ -30,6 +34,30 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a scheduler's stop), raised where the build is, so it stops the way Ctrl-C stops it."""
+
+
+@contextlib.contextmanager
+def resumable(what: str):
+    """Ctrl-C or SIGTERM during `what` (a build or import that resumes when rerun): one line saying so, and the
+    exit code of the signal (130, 143)."""
+    def on_sigterm(signum, frame):
+        raise Terminated()
+
+    in_main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"gmnae: {how}; the {what} resumes where it stopped: run the same command again", file=sys.stderr)
+        raise SystemExit(143 if isinstance(e, Terminated) else 130) from None
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def run_build(args) -> int:
     from ..errors import GmnaeError
     from .forge import IDX_ZOOS, build_zoo
@@ -45,9 +73,11 @@ def run_build(args) -> int:
     if getattr(args, "src", None) and args.name not in IDX_ZOOS:
         raise GmnaeError(f"--src is for the zoos fitted to IDX image files ({', '.join(IDX_ZOOS)}); "
                          f"{args.name} ships its own images")
-    out = build_zoo(args.name, args.out, progress=not args.no_progress, threads=args.threads, size=args.size,
-                    seeds=args.seeds, steps=args.steps, block_size=args.block_size, seed=args.seed,
-                    init=getattr(args, "init", None), src=getattr(args, "src", None), activations=tuple(activations) if activations else None)
+    with resumable("build"):
+        out = build_zoo(args.name, args.out, progress=not args.no_progress, threads=args.threads, size=args.size,
+                        seeds=args.seeds, steps=args.steps, block_size=args.block_size, seed=args.seed,
+                        init=getattr(args, "init", None), src=getattr(args, "src", None),
+                        activations=tuple(activations) if activations else None)
     counts = verify_zoo(out)
     print(f"verified {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0

@@ -5,7 +5,7 @@
     gmnae zoo import mnist-inr --src data/mnist-inrs --splits data/mnist-inrs/mnist_splits.json
 
 `--src` is the unpacked DWSNets `mnist-inrs` folder: one folder per MNIST image,
-`mnist_png_{training,testing}_{label}_{idx}/checkpoints/model_final.pth`, each a state dict of the
+`mnist_png_{training,testing}_{label}_{idx}/checkpoints/model_final.pth` (or `train`/`test`), each a state dict of the
 SIREN 2→32→32→1 with keys `seq.{0,1,2}.{weight,bias}` (PyTorch layout already; sin(30 z), +0.5).
 The folder name gives the label and the image: `idx` is the image's index in MNIST's training or
 test set. Splits: `testing` -> test; `training` -> train / val, with a fixed-seed validation draw of
@@ -13,8 +13,9 @@ test set. Splits: `testing` -> test; `training` -> train / val, with a fixed-see
 DWSNets / ScaleGMN splits JSON (`{"train": {"path": [...], "label": [...]}, "val": ..., "test": ...}`):
 exactly the files it lists are imported, each found under `--src` by the longest tail of its path
 (so the prefix of the machine it was made on does not matter), whatever its folder is called.
-The autoencoder paper's orbit datasets name their folders `mnist_png_…_{idx}_augmented_{i}`: the
-suffix is accepted with or without a splits file (`augmented` = i in the metadata). Every INR's file,
+The autoencoder paper's orbit datasets name their folders `mnist_png_{train,test}_{label}_{idx}_augmented_{i}`:
+the suffix is accepted with or without a splits file (`augmented` = i in the metadata), and without one
+the validation draw takes whole images, so every copy of one image lands in the same split. Every INR's file,
 relative to `--src`, is recorded as `source`.
 
 With `--images` (a local MNIST copy, see `gmnae.tasks.mnist`), the target images are stored in the
@@ -41,11 +42,12 @@ from .import_small_cnn_zoo import summary_line
 from .shard_writer import ResumableImport, fingerprint, progress_bar
 
 # mnist_png_{set}_{label}_{image}, and the orbit datasets' mnist_png_{set}_{label}_{image}_augmented_{i}
-DIR_RE = re.compile(r"^mnist_png_(training|testing)_(\d+)_(\d+)(?:_augmented_(\d+))?$")
+# ({set}: DWSNets writes training/testing, the orbit datasets train/test)
+DIR_RE = re.compile(r"^mnist_png_(training|testing|train|test)_(\d+)_(\d+)(?:_augmented_(\d+))?$")
 CHECKPOINT = Path("checkpoints") / "model_final.pth"
 SHARD_ROWS = 8192
 BLOCK_ROWS = 1024
-MNIST_SET = {"training": "train", "testing": "test"}
+MNIST_SET = {"training": "train", "testing": "test", "train": "train", "test": "test"}
 HINT = ("the DWSNets MNIST-INR folder holds mnist_png_{training,testing}_{label}_{idx}/checkpoints/model_final.pth "
         "(the mnist-inrs download of github.com/AvivNavon/DWSNets, unpacked)")
 _KEY = re.compile(r"^(?:.*\.)?(\d+)\.(?:.*\.)?(weight|bias)$")
@@ -106,13 +108,24 @@ def split_by_path(inrs: list[INR], val_size: int | None, seed: int) -> tuple[dic
     n_val = int(round(len(train) / 12)) if val_size is None else int(val_size)
     if not 0 <= n_val <= len(train):
         raise GmnaeError(f"--val-size {n_val} is more than the {len(train)} training INRs")
-    is_val = np.zeros(len(train), bool)
-    is_val[np.random.default_rng(seed).permutation(len(train))[:n_val]] = True
-    splits = {"train": [e for e, v in zip(train, is_val) if not v], "val": [e for e, v in zip(train, is_val) if v],
-              "test": test}
+    # Whole images are drawn (an orbit dataset's copies of one image share it, and must share a split); with
+    # one INR per image this is the draw over INRs it always was.
+    images = list(dict.fromkeys(e.index for e in train))  # sorted by image index, as `train` is
+    of_image = {i: [] for i in images}
+    for e in train:
+        of_image[e.index].append(e)
+    val_images, drawn = set(), 0
+    for k in np.random.default_rng(seed).permutation(len(images)):
+        if drawn >= n_val:
+            break
+        val_images.add(images[k])
+        drawn += len(of_image[images[k]])
+    splits = {"train": [e for e in train if e.index not in val_images],
+              "val": [e for e in train if e.index in val_images], "test": test}
     return splits, {"split": "by path: testing -> test; training -> train/val with a fixed-seed draw of "
                              f"{n_val} validation INRs (numpy default_rng({seed}).permutation over the "
-                             "training INRs sorted by image index)", "split_seed": seed, "val_size": n_val}
+                             "training images sorted by image index; all INRs of a drawn image)",
+                    "split_seed": seed, "val_size": n_val}
 
 
 def listed_file(src: Path, entry: str) -> Path | None:
@@ -182,7 +195,9 @@ def load_inr(path: Path, arch: Architecture) -> np.ndarray:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to unpickle means a bad file
-        raise GmnaeError(f"{path} cannot be read as a PyTorch state dict ({type(e).__name__}: {e}); "
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]  # torch: a page on weights_only
+        cause = next((line for line in lines if line.startswith("WeightsUnpickler error")), lines[0] if lines else "")
+        raise GmnaeError(f"{path} cannot be read as a PyTorch state dict ({type(e).__name__}: {cause[:160]}); "
                          "the download is corrupt: unpack it again") from e
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
@@ -210,6 +225,8 @@ def import_mnist_inr(src, out=None, images=None, splits=None, name: str = "mnist
     from ..weightspace import siren_render
 
     t0 = time.perf_counter()
+    if shard_rows < 1:  # before .build/ exists: nothing is left behind
+        raise GmnaeError(f"--shard-rows {shard_rows}: must be at least 1 (default {SHARD_ROWS})")
     src = Path(src).expanduser()
     arch = Architecture.siren(name="mnist-inr-siren-2-32-32-1")
     if splits:  # the files it lists, wherever they are below --src
@@ -339,8 +356,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    out = import_mnist_inr(args.src, args.out, images=args.images, splits=args.splits, name=args.name,
-                           val_size=args.val_size, split_seed=args.split_seed, skip_nonfinite=args.skip_nonfinite,
-                           shard_rows=args.shard_rows, progress=not args.no_progress)
+    from .commands import resumable
+
+    with resumable("import"):
+        out = import_mnist_inr(args.src, args.out, images=args.images, splits=args.splits, name=args.name,
+                               val_size=args.val_size, split_seed=args.split_seed,
+                               skip_nonfinite=args.skip_nonfinite, shard_rows=args.shard_rows,
+                               progress=not args.no_progress)
     print(summary_line(out))
     return 0

@@ -387,9 +387,12 @@ def summary_line(out: Path) -> str:
 
 
 def run(args) -> int:
-    out = import_small_cnn_zoo(args.src, args.out, activation=args.activation, name=args.name, split=args.split,
-                         order=args.order, all_steps=args.all_steps, split_seed=args.split_seed,
-                         skip_nonfinite=args.skip_nonfinite, shard_rows=args.shard_rows,
-                         progress=not args.no_progress)
+    from .commands import resumable
+
+    with resumable("import"):
+        out = import_small_cnn_zoo(args.src, args.out, activation=args.activation, name=args.name, split=args.split,
+                                   order=args.order, all_steps=args.all_steps, split_seed=args.split_seed,
+                                   skip_nonfinite=args.skip_nonfinite, shard_rows=args.shard_rows,
+                                   progress=not args.no_progress)
     print(summary_line(out))
     return 0

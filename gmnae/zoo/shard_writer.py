@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 import h5py
 import numpy as np
 
-from ..errors import GmnaeError
+from ..errors import GmnaeError, check_writable
 from ..weightspace.architecture import Architecture
 from .format import CHUNK_ROWS, MANIFEST, SPLITS, ZooWriter, sha256_file, write_meta, write_shard
 
@@ -36,6 +36,7 @@ class BuildInterrupted(RuntimeError):
 def check_build_settings(work: Path, config: dict, refused: Callable[[list[str]], str]) -> None:
     """Create `work` and record `config` in `work/config.json`; on a rerun compare with the recorded settings
     and raise GmnaeError(`refused(changed keys)`) if they differ."""
+    check_writable(work, f"zoo folder {work.parent}")  # a read-only --out: one line, before anything starts
     work.mkdir(parents=True, exist_ok=True)
     cpath = work / "config.json"
     if cpath.exists():

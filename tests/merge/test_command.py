@@ -171,3 +171,22 @@ def test_merge_finetune_moves_the_midpoint_towards_the_parents_function(inr_file
 
     assert main(["merge", str(d / "a.pth"), str(d / "b.pth"), "--finetune", "-1", "--out", str(d / "neg.pt")]) == 2
     assert "--finetune -1" in capsys.readouterr().err and not (d / "neg.pt").exists()
+
+
+def test_zoo_export_writes_what_merge_reads_without_arch(digits_inr_zoo, tmp_path, capsys):
+    """`gmnae zoo export ZOO --index I --out a.pt`: the network as a state dict, its architecture recorded."""
+    for i, name in ((0, "a.pt"), (1, "b.pt")):
+        assert main(["zoo", "export", str(digits_inr_zoo.root), "--index", str(i), "--out", str(tmp_path / name)]) == 0
+    saved = torch.load(tmp_path / "a.pt", weights_only=True)
+    flat = torch.cat([v.reshape(-1) for v in saved["state_dict"].values()])
+    assert torch.equal(flat, torch.from_numpy(digits_inr_zoo.read_params("train", limit=1)[0]))
+    assert saved["source"]["index"] == 0 and saved["source"]["split"] == "train"
+    assert main(["merge", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--method", "wm-signed",
+                 "--out", str(tmp_path / "m.pt")]) == 0  # no --arch: the file names it
+    merged = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert list(merged) == list(saved["state_dict"])
+    capsys.readouterr()
+    count = digits_inr_zoo.count("train")
+    assert main(["zoo", "export", str(digits_inr_zoo.root), "--index", str(count), "--out", str(tmp_path / "c.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--index {count}: split train of" in err and len(err.splitlines()) == 1

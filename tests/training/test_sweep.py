@@ -47,6 +47,12 @@ def test_bad_sweep_is_one_line_before_anything_runs(tmp_path, capsys, args, says
     assert not (tmp_path / "runs").exists()
 
 
+def test_sweep_into_a_folder_that_cannot_be_written_is_one_line(capsys):
+    assert main(["train", "-m", "seed=0,1", "runs_dir=/proc/gmnae-runs"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sweep folder /proc/gmnae-runs/" in err and "cannot write in /proc" in err and len(err.splitlines()) == 1
+
+
 @pytest.fixture(scope="module")
 def seed_sweep(digits_inr_zoo, tmp_path_factory):
     """`gmnae train -m seed=0,1` on the fixture zoo: two real one-epoch runs, each its own process."""

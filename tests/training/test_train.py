@@ -183,3 +183,53 @@ def test_runs_dir_that_cannot_hold_runs(digits_inr_zoo, tmp_path, capsys, runs_d
     assert main(["train", f"dataset.zoo={digits_inr_zoo.root}", f"runs_dir={runs}"]) == 2
     err = _one_line(capsys)
     assert f"runs_dir={runs}" in err and says in err
+
+
+# ---- a run that stops before it starts, validation of a saved run, a typo on resume -------------------
+def test_a_run_that_stops_before_training_leaves_no_folder(digits_inr_zoo, tmp_path, capsys):
+    """`too few networks for the batch` is found when Lightning sets the data up, after it made the run's log
+    folders: the folder goes, so the next run does not start in a folder with another run's files."""
+    runs = tmp_path / "runs"
+    assert main(["train", *tiny_overrides(digits_inr_zoo.root, runs), "data.batch_size=4096"]) == 2
+    assert "too few" in _one_line(capsys)
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_taken_folder_without_config_is_not_reused(tmp_path):
+    from gmnae.run_folder import RUN_DIR_ENV, resolve_run_dir
+
+    cfg = load_config([f"runs_dir={tmp_path}"])
+    (tmp_path / "digits-inr-scalegmn-small-s0" / "tensorboard").mkdir(parents=True)  # a failed start's leftovers
+    try:
+        assert resolve_run_dir(cfg).name == "digits-inr-scalegmn-small-s0-v2"
+    finally:
+        import os
+
+        os.environ.pop(RUN_DIR_ENV, None)
+
+
+def test_validate_a_checkpoint_with_its_runs_own_settings(inr_run, tmp_path, monkeypatch, capsys):
+    """The run was trained with model.encoder.d=16 on a fixture zoo; the defaults say d=64 and zoo/digits-inr."""
+    monkeypatch.chdir(tmp_path)  # no zoo/digits-inr here
+    assert main(["train", "mode=validate", f"ckpt_path={inr_run / 'checkpoints' / 'last.ckpt'}",
+                 "trainer.limit_val_batches=1"]) == 0
+    out = capsys.readouterr()
+    assert f"settings from {inr_run / 'config.yaml'}" in out.err
+    assert list(inr_run.glob("validate-last-*/validate_metrics.json"))
+
+
+def test_a_typo_on_resume_is_not_called_a_settings_mismatch(inr_run, capsys):
+    assert main(["train", "--resume", str(inr_run), "trainer.max_epochs=abc"]) == 2
+    err = _one_line(capsys)
+    assert "trainer.max_epochs = 'abc' is not an integer" in err and "trained with" not in err
+
+
+def test_a_gpu_default_on_a_machine_without_one_trains_on_the_cpu(monkeypatch, capsys):
+    """dataset=mnist-inr suggests trainer=gpu; without a GPU that was a 31-line MisconfigurationException."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "dataset=mnist-inr", "--print-config"]) == 0
+    out = capsys.readouterr()
+    assert "training with trainer=cpu instead of trainer=gpu (the default of dataset=mnist-inr)" in out.err
+    assert len(out.err.strip().splitlines()) == 1 and "accelerator: cpu" in out.out
+    assert main(["train", "dataset=mnist-inr", "trainer=gpu", "--print-config"]) == 2  # asked for: one line
+    assert "this machine has no CUDA GPU; add trainer=cpu" in _one_line(capsys)

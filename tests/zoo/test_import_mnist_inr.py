@@ -213,3 +213,40 @@ def test_orbit_dataset_with_augmented_folders_and_splits_file(dws, tmp_path):
     assert list(meta["augmented"]) == [0, 1, 0, 1, -1] and meta["label"][-1] == 7
     assert meta["image_index"][0] == int(names[0].split("_")[-1])
     np.testing.assert_array_equal(zoo.read_params("train")[1], inrs[names[0]])
+
+
+def test_orbit_folders_named_train_parse_and_copies_of_one_image_share_a_split(dws, tmp_path):
+    """`mnist_png_train_<label>_<index>_augmented_<k>` (the orbit datasets' spelling): set, image and copy come
+    from the name, and without a splits file the validation draw takes whole images."""
+    src, inrs, _, _ = dws
+    orbit = tmp_path / "orbit"
+    names = [n for n in sorted(inrs) if "_training_" in n][:12]
+    for n in names:
+        label, index = n.split("_")[-2:]
+        for k in range(3):
+            shutil.copytree(src / n / "checkpoints", orbit / f"mnist_png_train_{label}_{index}_augmented_{k}" / "checkpoints")
+    zoo = Zoo(import_mnist_inr(orbit, tmp_path / "z", val_size=6, progress=False))
+    split_of = {}
+    for s in zoo.splits:
+        meta = zoo.read_meta(s)
+        assert set(meta["mnist_set"]) <= {"train"} and set(meta["augmented"]) <= {0, 1, 2}
+        for index in meta["image_index"]:
+            split_of.setdefault(int(index), set()).add(s)
+    assert sorted(split_of) == sorted(int(n.split("_")[-1]) for n in names)  # image indices from the names
+    assert all(len(splits) == 1 for splits in split_of.values()), split_of  # a copy never crosses a split
+    assert zoo.count("val") == 6 and zoo.count("train") == 30
+
+
+def test_corrupt_checkpoint_and_zero_shard_rows_are_one_line(dws, tmp_path, capsys):
+    src, inrs, _, _ = dws
+    bad = _copy(src, tmp_path / "bad")
+    victim = sorted(inrs)[3]
+    (bad / victim / "checkpoints" / "model_final.pth").write_bytes(b"garbage")  # torch: 6 lines
+    assert main(["zoo", "import", "mnist-inr", "--src", str(bad), "--out", str(tmp_path / "z"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and victim in err and "cannot be read as a PyTorch state dict" in err, err
+    assert main(["zoo", "import", "mnist-inr", "--src", str(src), "--out", str(tmp_path / "z0"),
+                 "--shard-rows", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"gmnae: error: --shard-rows 0: must be at least 1 (default 8192)", err
+    assert not (tmp_path / "z0").exists()  # no .build/ left to be mistaken for an unfinished import
