@@ -8,7 +8,7 @@ DATASET ?= digits-inr
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train zoo test test-fast test-all wheel-check bench gpu-check scatter clean
+.PHONY: setup train zoo test test-fast test-all wheel-check bench experiment gpu-check scatter clean
 
 $(BIN)/gmnae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# A research study of experiments/ (python -m experiments lists them): regenerates its tables into
+# runs/experiments/NAME/results.md, e.g. make experiment NAME=kway ARGS=--dry-run
+NAME ?=
+experiment: setup
+	$(BIN)/python -m experiments $(NAME) $(ARGS)
 
 # Every GPU check in one run (<= 8 min on one GPU); skips with one line where there is no CUDA device.
 gpu-check:

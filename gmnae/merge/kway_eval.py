@@ -242,7 +242,7 @@ def parse_ks(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The README's K-way table: python -m gmnae.merge.kway_eval --zoo DIR [--model RUN] [--k 2,4,8]."""
+    """The K-way table (docs/results/kway.md; experiments/kway): python -m gmnae.merge.kway_eval --zoo DIR [--model RUN] [--k 2,4,8]."""
     from ..errors import GmnaeError
     from ..zoo import Zoo
 

@@ -3,7 +3,7 @@ one reference network of the train split (`wm-signed`, the SIREN's sign symmetry
 small MLP as `encoder_image_regression.py --encoder mlp` on the aligned weights to regress the
 rendering's top-K principal components; report test PSNR of mean + code · basis.
 
-    python scripts/aligned_weights_regression.py zoo/mnist5k-inr [--k 32] [--epochs 30] [--reference medoid|0]
+    python -m experiments.decoder_or_encoder.aligned_regression zoo/mnist5k-inr [--k 32] [--epochs 30] [--reference medoid|0]
 
 Aligning to a fixed reference is itself permutation/sign invariant (up to ties), so this is an invariant
 encoder — canonicalisation + MLP — the baseline a graph metanetwork has to beat.
@@ -15,7 +15,7 @@ import time
 
 import torch
 import torch.nn as nn
-from rendering_pca import RenderingPCA, load_renderings
+from experiments.rendering_pca import RenderingPCA, load_renderings
 
 from gmnae.merge.matching import align
 

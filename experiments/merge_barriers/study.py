@@ -1,6 +1,6 @@
 """The weight-matching baseline table: loss barriers of naive / wm / signed-or-scale matching.
 
-    .venv/bin/python -m gmnae.merge.study --zoo zoo/digits-inr --zoo zoo/digits-cnn --split test \\
+    python -m experiments.merge_barriers.study --zoo zoo/digits-inr --zoo zoo/digits-cnn --split test \\
         --pairs 100 --out results/merge-study
 
 For every zoo, every activation in it, and every pair type (the activation's orbit symmetries from
@@ -32,10 +32,10 @@ def _stats(v: torch.Tensor) -> dict[str, float]:
 
 def study_zoo(zoo, split: str, n_pairs: int, seed: int, sigma: float, points: int, max_iter: int,
               activations: list[str] | None = None, data_root: str | None = None, log=print) -> list[dict]:
-    from .barriers import barrier_metrics
-    from .interpolation import lambda_grid, method_path, zoo_evaluator
-    from .matching import default_method
-    from .pairs import SplitNetworks, evaluation_pair_types, split_pairs
+    from gmnae.merge.barriers import barrier_metrics
+    from gmnae.merge.interpolation import lambda_grid, method_path, zoo_evaluator
+    from gmnae.merge.matching import default_method
+    from gmnae.merge.pairs import SplitNetworks, evaluation_pair_types, split_pairs
 
     networks = SplitNetworks.read(zoo, split)  # once for every activation and pair type
     acts = activations or sorted(set(zoo.activations(split)))
@@ -95,10 +95,10 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import GmnaeError
-    from ..zoo import Zoo
+    from gmnae.errors import GmnaeError
+    from gmnae.zoo import Zoo
 
-    p = argparse.ArgumentParser(prog="python -m gmnae.merge.study", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.merge_barriers.study", description=__doc__.split("\n\n")[0])
     p.add_argument("--zoo", action="append", required=True, help="zoo folder (repeat for several)")
     p.add_argument("--split", default="test", help="zoo split the pairs come from (default test)")
     p.add_argument("--pairs", type=int, default=100, help="pairs per pair type (default 100)")

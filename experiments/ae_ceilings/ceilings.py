@@ -1,6 +1,6 @@
 """What an autoencoder's latent must carry: test PSNR ceilings on an INR zoo, from renderings alone.
 
-    python scripts/ae_ceilings.py zoo/mnist5k-inr
+    python -m experiments.ae_ceilings.ceilings zoo/mnist5k-inr
 
 Each row is the PSNR (against each test network's own rendering) of the best reconstruction from a
 latent that knows only: nothing (the train split's mean rendering), the class (class-mean image,
@@ -45,6 +45,8 @@ def main(zoo_dir: str) -> None:
     _, s, v = torch.linalg.svd(render["train"] - mean, full_matrices=False)
     explained = (s**2).cumsum(0) / (s**2).sum()
     for k in (8, 16, 32, 64, 128):
+        if k > len(s):  # a small zoo has fewer components
+            break
         basis = v[:k]
         row(f"top-{k} principal components ({explained[k - 1]:.2f} of train variance)",
             mean + (test - mean) @ basis.T @ basis)

@@ -1,7 +1,7 @@
 """Is the decoder or the encoder the autoencoder's bottleneck? Train the autoencoder's own decoder from
 latents of known quality and report test PSNR.
 
-    python scripts/ae_decoder_ceiling.py zoo/mnist5k-inr [--epochs 60] [--source pca32,pca64,weights-mlp] [--seed 0]
+    python -m experiments.decoder_or_encoder.decoder_ceiling zoo/mnist5k-inr [--epochs 60] [--source pca32,pca64,weights-mlp] [--seed 0]
 
 Sources (each row trains a fresh `MLPDecoder`, the autoencoder's decoder, with the same render-MSE loss):
   pcaK         the rendering's top-K principal components (an oracle latent fitted on the train split)
@@ -15,7 +15,7 @@ import time
 
 import torch
 import torch.nn as nn
-from rendering_pca import RenderingPCA, load_renderings
+from experiments.rendering_pca import RenderingPCA, load_renderings
 
 from gmnae.nn.decoder import MLPDecoder
 from gmnae.tasks.grid import coordinate_grid, psnr

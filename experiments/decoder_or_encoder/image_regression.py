@@ -1,11 +1,11 @@
 """Can an encoder read the image out of an INR's weights? Regress the rendering's top-K principal
 components from the weights and report the test PSNR of the implied reconstruction.
 
-    python scripts/encoder_image_regression.py zoo/mnist5k-inr [--encoder scalegmn|mlp] [--k 32] [--epochs 20]
+    python -m experiments.decoder_or_encoder.image_regression zoo/mnist5k-inr [--encoder scalegmn|mlp] [--k 32] [--epochs 20]
 
 No decoder and no rendering in the loop: the target is the (whitened) PCA code of each network's own
 rendering, fitted on the train split; the reconstruction is mean + code · basis. Its PSNR is capped
-by the PCA-K ceiling of `scripts/ae_ceilings.py` (18.4 dB for K = 32 on mnist5k-inr); an encoder that
+by the PCA-K ceiling of `experiments/ae_ceilings/ceilings.py` (18.4 dB for K = 32 on mnist5k-inr); an encoder that
 gets close reads the image from the weights, and an autoencoder built on it has what +6 dB needs.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 
 import torch
 import torch.nn as nn
-from rendering_pca import RenderingPCA, load_renderings
+from experiments.rendering_pca import RenderingPCA, load_renderings
 
 from gmnae.nn import EncoderConfig, ScaleGMNEncoder
 

@@ -1,6 +1,6 @@
 """INR fidelity of an autoencoder and of two-network merges, before and after the functional fine-tune.
 
-    python scripts/merge_finetune_inr.py runs/NAME/checkpoints/last.ckpt zoo/digits-inr [n_pairs]
+    python -m experiments.merge_finetune.inr runs/NAME/checkpoints/last.ckpt zoo/digits-inr [n_pairs]
 
 On the test split's independent pairs (two INRs of one image from different seeds), prints JSON with
 PSNR (dB) of: each decoded network against its own original's rendering, after 10/25/50 fine-tune

@@ -1,6 +1,6 @@
 """CNN autoencoder fidelity before and after the functional fine-tune towards each network's own teacher.
 
-    python scripts/merge_finetune_cnn.py runs/NAME/checkpoints/last.ckpt zoo/digits-cnn [networks per activation]
+    python -m experiments.merge_finetune.cnn runs/NAME/checkpoints/last.ckpt zoo/digits-cnn [networks per activation]
 
 For each activation of the test split: agreement of each decoded network with its own teacher and
 with another network's teacher (held-out task images), after 0 / 25 / 100 Adam steps towards the own

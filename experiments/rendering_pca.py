@@ -1,6 +1,6 @@
-"""Shared by the issue-11 diagnostic scripts: an INR zoo's renderings and their principal components.
+"""Shared by the issue-11 diagnostics (experiments/decoder_or_encoder): an INR zoo's renderings and their principal components.
 
-    from rendering_pca import RenderingPCA, load_renderings   # scripts/ is on sys.path when a script runs
+    from experiments.rendering_pca import RenderingPCA, load_renderings
 """
 from __future__ import annotations
 

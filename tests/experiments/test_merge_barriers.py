@@ -1,5 +1,5 @@
 """The results-table script runs end to end on a small zoo."""
-from gmnae.merge.study import main
+from experiments.merge_barriers.study import main
 
 
 def test_study_writes_table(tmp_path, digits_inr_zoo, capsys):

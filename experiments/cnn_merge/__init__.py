@@ -1,0 +1,1 @@
+"""Study cnn_merge: see config.yaml; run with `python -m experiments.cnn_merge`."""

@@ -1,0 +1,1 @@
+"""Study downstream: see config.yaml; run with `python -m experiments.downstream`."""

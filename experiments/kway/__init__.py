@@ -1,0 +1,1 @@
+"""Study kway: see config.yaml; run with `python -m experiments.kway`."""
