@@ -1,6 +1,9 @@
 """Shared fixtures: small but *really trained* zoos, built once per test session with the forge."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +12,8 @@ from gmnae.zoo import Zoo
 from gmnae.zoo.forge import build_zoo
 
 torch.set_num_threads(2)
+# the matcher's measured solver choice is kept on disk: never in the user's cache from the tests
+os.environ["GMNAE_CACHE_DIR"] = tempfile.mkdtemp(prefix="gmnae-test-cache-")
 
 
 @pytest.fixture(scope="session")
