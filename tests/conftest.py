@@ -8,6 +8,9 @@ integration"`, under 2 minutes on 2 cores); `make test` runs both tiers.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +19,8 @@ from gmnae.zoo import Zoo
 from gmnae.zoo.forge import build_zoo
 
 torch.set_num_threads(2)
+# the matcher's measured solver choice is kept on disk: never in the user's cache from the tests
+os.environ["GMNAE_CACHE_DIR"] = tempfile.mkdtemp(prefix="gmnae-test-cache-")
 
 TRAINED_ZOOS = {"digits_inr_zoo", "digits_cnn_zoo", "digits_leaky_cnn_zoo"}
 

@@ -292,7 +292,7 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
     n = a.shape[0]
     block = block or max(n, 1)
     dev, dtype = a.device, a.dtype
-    if method == "naive" or not spec.groups:
+    if method == "naive" or not spec.groups or n == 0:  # nothing to match (an empty batch: an empty result)
         g = identity_element(spec, n, device=dev, dtype=dtype)
         return MatchResult(b.clone(), g, (a * b).sum(-1), torch.zeros(n, dtype=torch.long), "none")
 

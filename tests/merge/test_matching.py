@@ -281,3 +281,42 @@ def test_every_solver_gives_the_scipy_matching_on_trained_networks(trained_siren
             for p, q in zip(res.element.perms + res.element.scales, ref.element.perms + ref.element.scales):
                 assert torch.equal(p, q), (method, solver)
             assert torch.equal(res.aligned, ref.aligned) and torch.equal(res.sweeps, ref.sweeps)
+
+
+@pytest.mark.parametrize("method", ["wm", "wm-signed", "wm-scale", "naive"])
+def test_empty_batch_gives_an_empty_result(method):
+    arch = Architecture.small_cnn("tanh" if method == "wm-signed" else "relu")
+    a = torch.zeros(0, arch.n_params)
+    res = match_weights(arch, a, a.clone(), method)
+    assert res.aligned.shape == (0, arch.n_params) and res.objective.shape == (0,) and res.sweeps.shape == (0,)
+    assert all(p.shape[0] == 0 for p in res.element.perms + res.element.scales)
+
+
+def test_auto_solver_is_the_fastest_measured_and_is_kept_on_disk(monkeypatch, tmp_path):
+    """`choose_solver` takes the fastest of `time_solvers`' measurements (hard matching-like problems) and
+    keeps it per process and on disk: a later process with the same versions, machine and threads reuses it."""
+    import gmnae.merge.assignment as asg
+
+    monkeypatch.setenv(asg.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(asg.NO_CACHE_ENV, raising=False)
+    monkeypatch.setattr(asg, "_CHOSEN", {})
+    fake = {s: 1.0 + k for k, s in enumerate(reversed(available_solvers()))}  # the last listed is fastest
+    calls = []
+    monkeypatch.setattr(asg, "time_solvers", lambda *a, **k: calls.append(a) or fake)
+    fastest = available_solvers()[-1]
+    assert choose_solver(32, threads=1) == fastest and len(calls) == 1
+    assert choose_solver(32, threads=1) == fastest and len(calls) == 1  # per process
+    monkeypatch.setattr(asg, "_CHOSEN", {})  # a new process: read from disk, nothing measured
+    assert choose_solver(32, threads=1) == fastest and len(calls) == 1
+    assert choose_solver(16, threads=1) == fastest and len(calls) == 2  # another shape is measured
+    monkeypatch.setattr(asg, "_CHOSEN", {})
+    monkeypatch.setenv(asg.NO_CACHE_ENV, "off")
+    assert choose_solver(32, threads=1) == fastest and len(calls) == 3
+
+
+def test_solver_timing_measures_every_available_solver():
+    from gmnae.merge.assignment import _benchmark_problems, time_solvers
+
+    timings = time_solvers(8, threads=1, rounds=1, batch=16)
+    assert set(timings) == set(available_solvers()) - {"torch"} and all(0 < t < 1 for t in timings.values())
+    assert _benchmark_problems(8, batch=4).shape == (4, 8, 8)
