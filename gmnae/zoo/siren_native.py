@@ -7,7 +7,7 @@ times per step (`python -m benchmarks --only forge` measures both). Networks are
 is split over threads (ctypes releases the GIL) and the result does not depend on the thread count.
 
 The library is built once per (source, compiler flags, CPU) into `$GMNAE_CACHE_DIR/native` (default
-`~/.cache/gmnae/native`) and reused. Without a C compiler, or with `GMNAE_NATIVE=0`, `fitter()` returns
+`~/.cache/gmnae/native`) and reused. Without a C compiler or a writable cache, or with `GMNAE_NATIVE=0`, `fitter()` returns
 None and the forge uses the torch path (same recipe; results agree to float rounding, tests check it).
 """
 from __future__ import annotations
@@ -106,8 +106,8 @@ def fitter(arch):
     lib = _library(arch.layers[0].n_out)
     if lib is None and not _warned:
         _warned = True
-        print("note: no C compiler for the native SIREN fitter (install gcc: apt-get install gcc); "
-              "fitting with torch, ~4x slower", file=sys.stderr)
+        print("note: the native SIREN fitter did not build (it needs a C compiler, e.g. apt-get install gcc, and a "
+              f"writable {cache_dir()}; GMNAE_CACHE_DIR moves it): fitting with torch, ~4x slower", file=sys.stderr)
     return lib
 
 
