@@ -1,6 +1,5 @@
 """IDX image sets (Fashion-MNIST, MNIST) from tiny files written in the exact format: magic 2051 / 2049,
 big-endian sizes, gzipped or not; every bad file stops in one line naming it and both ways to get the data."""
-import gzip
 import struct
 
 import numpy as np
@@ -8,31 +7,15 @@ import pytest
 
 from gmnae.errors import GmnaeError
 from gmnae.tasks import idx_datasets
-
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
-def idx_bytes(a: np.ndarray) -> bytes:
-    # magic: two zero bytes, 0x08 (unsigned byte), number of dimensions -> 2051 for images, 2049 for labels
-    return struct.pack(">HBB", 0, 0x08, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(np.uint8).tobytes()
+from tests.tasks.test_mnist import idx_bytes, write_idx  # the IDX format as written, shared with the MNIST tests
 
 
 def write_idx_set(folder, n_train=24, n_test=6, gz=True, seed=0):
-    """Images and labels of a tiny IDX set in `folder`; returns them as written."""
+    """Images and labels of a tiny IDX set in `folder` (the four standard file names); returns them as written."""
     rng = np.random.default_rng(seed)
-    data = {}
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        images, labels = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype(np.uint8)
-        for name, a in zip(FILES[split], (images, labels)):
-            raw = idx_bytes(a)
-            if gz:
-                with gzip.open(folder / f"{name}.gz", "wb") as f:
-                    f.write(raw)
-            else:
-                (folder / name).write_bytes(raw)
-        data[split] = (images, labels)
+    data = {split: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype(np.uint8))
+            for split, n in (("train", n_train), ("test", n_test))}
+    write_idx(folder, data, gz=gz)
     return data
 
 
