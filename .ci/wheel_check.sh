@@ -18,7 +18,17 @@ start=$(date +%s)
 rm -rf build  # setuptools' scratch folder in the checkout
 wheel=$(ls "$work"/dist/gmnae-*.whl)
 echo "wheel: $(basename "$wheel")"
-unzip -l "$wheel" | grep -q "gmnae/configs/train.yaml" || { echo "the wheel ships no gmnae/configs/train.yaml" >&2; exit 1; }
+# zipfile, not `unzip -l | grep -q`: under pipefail grep's early exit can SIGPIPE unzip and fail a good wheel
+# (and a fresh machine need not have unzip at all).
+"$PY" - "$wheel" <<'EOF_PY'
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+needed = ["gmnae/configs/train.yaml", "gmnae/configs/dataset/digits-inr.yaml", "gmnae/zoo/siren_fit.c"]
+missing = [n for n in needed if n not in names]
+if missing:
+    sys.exit(f"the wheel ships no {', '.join(missing)} (pyproject.toml [tool.setuptools.package-data]); it holds "
+             f"{len(names)} files")
+EOF_PY
 
 "$PY" -m venv --without-pip "$work/venv"
 "$PY" -m pip --python "$work/venv/bin/python" install --quiet --no-deps "$wheel"
