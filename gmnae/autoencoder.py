@@ -6,7 +6,9 @@
 
 Loss (functional, docs/design.md §5): INR — MSE of the renderings on the coordinate grid (PSNR too);
 CNN — distillation KL (temperature T, × T²) on task images, optionally plus `loss.hard_weight` × the
-cross-entropy against the teacher's predicted class; the decoded networks' accuracy and agreement logged.
+cross-entropy against the teacher's predicted class and `loss.logit_weight` × the MSE of centred logits; the
+decoded networks' accuracy and agreement logged. Either family may add `loss.param_weight` × the invariant
+parameter distance (the input weight-matched onto the decoded network's units, losses.aligned_param_distance).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from .datamodule import Batch
-from .losses import distillation_kl, inr_render_mse, teacher_label_ce
+from .losses import aligned_param_distance, centred_logit_mse, distillation_kl, inr_render_mse, teacher_label_ce
 from .nn.decoder import build_decoder
 from .module import WeightSpaceModule
 from .tasks.grid import coordinate_grid
@@ -64,6 +66,7 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
             f"{stage}_{name}": MeanMetric()
             for stage in ("train", "val", "test")
             for name in (("loss", "psnr") if family == "inr" else ("loss", "accuracy", "teacher_accuracy", "agreement"))
+            + (("param_distance",) if (loss or {}).get("param_weight") else ())
         })
         self.image_generator: torch.Generator | None = None
 
@@ -130,10 +133,18 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
                                                           self.loss_cfg.get("temperature", 4.0), act)
             if self.loss_cfg.get("hard_weight", 0.0):
                 per_net = per_net + self.loss_cfg["hard_weight"] * teacher_label_ce(t_logits, s_logits)
+            if self.loss_cfg.get("logit_weight", 0.0):
+                per_net = per_net + self.loss_cfg["logit_weight"] * centred_logit_mse(t_logits, s_logits)
             s_pred, t_pred = s_logits.argmax(-1), t_logits.argmax(-1)
             self.metrics[f"{stage}_accuracy"]((s_pred == y).float().mean(1), valid)
             self.metrics[f"{stage}_teacher_accuracy"]((t_pred == y).float().mean(1), valid)
             self.metrics[f"{stage}_agreement"]((s_pred == t_pred).float().mean(1), valid)
+        if self.loss_cfg.get("param_weight", 0.0):
+            scale = self.decoder.out_std if getattr(self.decoder, "standardize", False) else None
+            param = aligned_param_distance(self.arch, params, decoded, act, scale,
+                                           int(self.loss_cfg.get("param_match_iter", 10)))
+            self.metrics[f"{stage}_param_distance"](param.detach(), valid)
+            per_net = per_net + self.loss_cfg["param_weight"] * param
         loss = (per_net * valid).sum() / valid.sum().clamp_min(1.0)
         self.metrics[f"{stage}_loss"](per_net.detach(), valid)
         self.log_stage_metrics(stage, len(batch), prog_bar=lambda key: key.endswith(("loss", "psnr")))

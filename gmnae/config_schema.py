@@ -86,6 +86,14 @@ class LossConfig:
     # CNN: fraction of the distillation images replaced by blends λ·x1 + (1−λ)·x2 of two task images,
     # λ ~ U(0, 1) (function matching): off the data, teachers differ and "be correct" no longer fits them all
     mixup: float = setting(0.0, ge=0, le=1)
+    # CNN: weight of the MSE between the decoded and the teacher's centred logits (T = 1): matches the teacher's
+    # margins on every image, mistakes included, where the KL at T > 1 mostly sees the classes all teachers agree on
+    logit_weight: float = setting(0.0, ge=0)
+    # weight of the invariant parameter term: the input aligned to its decoded network by weight matching
+    # (the largest group its activation allows: wm-scale for ReLU, wm-signed for tanh/sine), then the squared
+    # distance in zoo-std units. The canonicalization the paper claims, made explicit (losses.aligned_param_distance)
+    param_weight: float = setting(0.0, ge=0)
+    param_match_iter: int = setting(10, ge=1)  # weight-matching sweeps per step for the parameter term
 
 
 @dataclass

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune", type=int, metavar="STEPS",
                    help="also every method's midpoint on independent pairs after STEPS fine-tune steps towards the "
                         "pair's mean function (default: the run's evaluation.finetune_steps)")
+    p.add_argument("--fidelity-networks", type=int, default=1000, metavar="N",
+                   help="CNN zoos: fidelity (own vs similar-accuracy vs another teacher, Kendall τ of accuracies, "
+                        "latent-blind decoder) on up to N networks of the split, shown first (default 1000; 0: skip)")
     p.add_argument("--kway", default="2,4,8", help="K-way merge section: group sizes K (default 2,4,8; none: skip)")
     p.add_argument("--kway-groups", type=int, default=16, help="groups per K of the K-way section (default 16)")
 
@@ -92,6 +95,11 @@ def run(args) -> int:
         raise GmnaeError(f"--kway {args.kway}: {e}; pass sizes like 2,4,8 (or none)") from e
     evaluation = MergeEvaluation.from_config(zoo, cfg, args.split)
     result = evaluation.run(model.eval())
+    if zoo.arch.family != "siren" and args.fidelity_networks:
+        from .fidelity import zoo_split_fidelity
+
+        result.reconstruction.update(zoo_split_fidelity(model, zoo, args.split, cfg.dataset.get("data_root"),
+                                                        args.fidelity_networks, cfg.dataset.get("activation")))
     kway = (KWayEvaluation(zoo, args.split, kway_ks, args.kway_groups, cfg.seed, cfg.evaluation.max_iter,
                            cfg.dataset.get("data_root"), cfg.dataset.get("activation")).run(model)
             if kway_ks else None)

@@ -1,5 +1,7 @@
-"""Functional reconstruction losses (docs/design.md §5). Never weight-space MSE: the decoder chooses
-its own representative of the symmetry orbit, so only the decoded network's *function* is compared.
+"""Reconstruction losses (docs/design.md §5). Functional: the renderings (INR) or the predictions (CNN) of the
+decoded network against its original's. Never plain weight-space MSE, which would ask the decoder for the input's
+arbitrary orbit representative; the one parameter term, `aligned_param_distance`, first moves the input onto the
+decoded network's units (weight matching), so it measures the distance between orbits and is invariant.
 
 Both return one value per network `[B]`, so callers can weight, mask (DDP padding) and average.
 """
@@ -41,3 +43,43 @@ def teacher_label_ce(teacher_logits: torch.Tensor, student_logits: torch.Tensor)
     which the softened KL weighs weakly next to the classes every teacher agrees on."""
     target = teacher_logits.argmax(-1)
     return F.cross_entropy(student_logits.transpose(1, 2), target, reduction="none").mean(-1)
+
+
+def centred_logit_mse(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """MSE between the teacher's and the student's logits, each centred over classes (softmax ignores a shift),
+    per network `[B]`: every margin counts, the teacher's mistakes as much as its confident classes."""
+    t = teacher_logits - teacher_logits.mean(-1, keepdim=True)
+    s = student_logits - student_logits.mean(-1, keepdim=True)
+    return (s - t).pow(2).mean(dim=(1, 2))
+
+
+def aligned_param_distance(arch: Architecture, original: torch.Tensor, decoded: torch.Tensor, activation=None,
+                           scale: torch.Tensor | None = None, max_iter: int = 10) -> torch.Tensor:
+    """Squared distance between each decoded network and its original *moved onto the decoded network's units*,
+    mean over parameters (in units of `scale`, e.g. the zoo's per-parameter std), per network `[B]`.
+
+    The original is aligned by batched weight matching with the largest group its activation allows
+    (`merge.matching.default_method`: wm-scale for ReLU, wm-signed for tanh and sine, wm otherwise); the aligned
+    original computes the same function as the original, so the loss depends on the original's orbit only (up
+    to the matcher finding the same optimum), and its gradient pulls the decoded network towards the nearest
+    member of that orbit: the decoder may choose any canonical form, as long as it is one network of the orbit.
+    `activation`: the architecture's name, or per-network activation codes `[B]` for a mixed zoo.
+    """
+    from .merge.matching import default_method, match_weights
+    from .weightspace.registry import ACTIVATIONS
+
+    with torch.no_grad():
+        target = torch.empty_like(decoded)
+        if activation is None or isinstance(activation, str):
+            groups = [(activation or arch.activation, slice(None))]
+        else:
+            codes = torch.as_tensor(activation)
+            groups = [(ACTIVATIONS[int(c)], codes == c) for c in torch.unique(codes).tolist()]
+        for name, rows in groups:
+            res = match_weights(arch.with_activation(name), decoded[rows].detach(), original[rows].to(decoded),
+                                default_method(name), max_iter=max_iter)
+            target[rows] = res.aligned
+    diff = decoded - target
+    if scale is not None:
+        diff = diff / scale
+    return diff.pow(2).mean(-1)

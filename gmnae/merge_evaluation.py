@@ -110,8 +110,8 @@ class EvaluationResult:
             lines = [f"{'method':<12}" + "".join(f"{k:>{w}}" for k in pair_types)]
             lines += [f"{m:<12}" + "".join(f"{mid.get((k, m), '-'):>{w}}" for k in pair_types) for m in methods]
             text += "\n\naccuracy at the endpoints (mean) -> at the midpoint λ = 0.5\n" + "\n".join(lines)
-        fidelity = self.fidelity_table()
-        return text + ("\n\n" + fidelity if fidelity else "")
+        fidelity = self.fidelity_table()  # first: a barrier between decoded networks means little without it
+        return (fidelity + "\n\n" if fidelity else "") + text
 
     def fidelity(self) -> dict[str, dict[str, float]]:
         """The fidelity measures of `reconstruction`, by activation prefix ("" for one activation):
@@ -378,7 +378,8 @@ class MergeEvaluation:
                 out[f"{prefix}accuracy_baseline_mean_network"] = float(self._shard_evaluator(pair_type, torch.arange(1))(mean_net)["accuracy"][0, 0])
                 args = (ev.images, ev.labels, ps.activation, other)
                 fid = {"": cnn_fidelity(ps.arch, a, decoded, *args), "blind_": cnn_fidelity(ps.arch, a, blind, *args)}
-                fid["blind_"].pop("accuracy_corr")  # one network for all: no correlation to speak of
+                for k in ("accuracy_corr", "accuracy_tau"):  # one network for all: no correlation to speak of
+                    fid["blind_"].pop(k)
             for who, measures in fid.items():
                 out.update({f"{prefix}fidelity_{who}{k}": v for k, v in measures.items()})
         return out

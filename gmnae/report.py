@@ -231,7 +231,11 @@ FIDELITY_LABELS = {
     "agreement_own": "agreement with own teacher", "agreement_other": "agreement with another teacher",
     "kl_own": "KL(own teacher ‖ decoded)", "kl_other": "KL(another teacher ‖ decoded)",
     "accuracy_teacher": "teacher accuracy", "accuracy_decoded": "decoded accuracy",
-    "accuracy_corr": "corr(decoded acc, teacher acc)",
+    "agreement_similar": "agreement with a teacher of similar accuracy",
+    "kl_similar": "KL(similar-accuracy teacher ‖ decoded)",
+    "accuracy_corr": "corr(decoded acc, teacher acc)", "accuracy_tau": "Kendall τ(decoded acc, teacher acc)",
+    "accuracy_abs_delta": "mean |decoded acc − teacher acc|",
+    "similar_within": "fraction of similar teachers within ± 0.02",
     "psnr_own": "PSNR vs own rendering (dB)", "psnr_other": "PSNR vs another image's rendering (dB)",
 }
 
@@ -252,10 +256,13 @@ def fidelity_table_html(result: EvaluationResult) -> str:
     if not parts:
         return ""
     return ("<h2>Fidelity: does the decoded network reproduce its own input?</h2>"
-            "<p class='note'>Each decoded network of the independent pairs against its own original and against "
-            "another network's (the gap is the autoencoder's specificity; a decoder that ignores its input scores "
-            "the same on both). CNNs: prediction agreement and KL on held-out task images; INRs: PSNR between "
-            "renderings. latent-blind: the decoder fed the mean latent of these networks.</p>" + "".join(parts))
+            "<p class='note'>Each decoded network against its own original and against another network's (the "
+            "independent pairs' networks; with <code>gmnae evaluate</code> also every network of the split, "
+            "tables marked 'split'). The gap is the autoencoder's specificity: a decoder that ignores its input "
+            "scores the same on both. CNNs: prediction agreement and KL on held-out task images, against the own "
+            "teacher, the teacher of most similar accuracy and another teacher; decoded vs teacher accuracy (Kendall "
+            "τ, mean |Δ|). INRs: PSNR between renderings. latent-blind: the decoder fed the mean latent of these "
+            "networks.</p>" + "".join(parts))
 
 
 def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yaml: str = "",
@@ -287,10 +294,10 @@ def write_report(out_dir: Path, result: EvaluationResult, title: str, config_yam
     if training is not None:
         parts += ["<h2>Training curves</h2>", _img(figure_png(training), "training curves")]
     parts += [
+        fidelity_table_html(result),  # first: a barrier between decoded networks means little without it
         f"<h2>Loss barriers on {where} (mean ± std over pairs; green: lowest)</h2>", barrier_table_html(result),
         "<p class='note'>acc a → mid b: mean accuracy of the two endpoints, and of the midpoint λ = 0.5.</p>"
         if any("mid_accuracy_mean" in r for r in result.summary()) else "",
-        fidelity_table_html(result),
         PAIR_TYPES_LEGEND,
         "<h2>Interpolation curves (mean, interquartile band)</h2>", _img(curves_png, "interpolation curves"),
         f"<h2>Reconstruction quality on {where}</h2>",

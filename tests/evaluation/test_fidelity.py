@@ -99,3 +99,44 @@ def test_inr_psnr_own_vs_other(digits_inr_zoo):
     # a rendering perturbed by known noise: PSNR own = 10 log10(1 / σ²) up to the draw
     noisy = img + 0.01 * torch.randn(img.shape, generator=torch.Generator().manual_seed(0), dtype=img.dtype)
     assert inr_fidelity(img, noisy, other)["psnr_own"] == pytest.approx(40.0, abs=0.2)
+
+
+def test_kendall_tau_equals_scipy():
+    from scipy.stats import kendalltau
+
+    from gmnae.fidelity import kendall_tau
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 6, (40,), generator=g).double()  # ties on purpose
+    b = a + torch.randint(0, 4, (40,), generator=g).double()
+    assert kendall_tau(a, b) == pytest.approx(kendalltau(a.numpy(), b.numpy()).statistic, abs=1e-12)
+    assert kendall_tau(a, -a) == pytest.approx(-1.0) and np.isnan(kendall_tau(torch.ones(5), a[:5]))
+
+
+def test_similar_indices_pick_the_nearest_other():
+    from gmnae.fidelity import similar_indices
+
+    assert similar_indices(torch.tensor([0.50, 0.10, 0.52, 0.13])).tolist() == [2, 3, 0, 1]
+    with pytest.raises(ValueError, match="two networks"):
+        similar_indices(torch.tensor([0.5]))
+
+
+def test_cnn_fidelity_similar_accuracy_and_tau_by_hand(cnn_case):
+    """The similar-accuracy teacher, Kendall τ and mean |Δacc|, recomputed from the modules' predictions."""
+    from scipy.stats import kendalltau
+
+    arch, nets, x, y, _ = cnn_case
+    t, s = nets[[0, 1, 2, 6, 7, 8]], nets[[3, 4, 5, 9, 10, 11]]
+    act = ["relu"] * 3 + ["tanh"] * 3
+    got = cnn_fidelity(arch, t, s, x, y, act)
+    tp, sp = _module_logits(arch, t, x, act).numpy().argmax(-1), _module_logits(arch, s, x, act).numpy().argmax(-1)
+    acc_t, acc_s = (tp == y.numpy()).mean(1), (sp == y.numpy()).mean(1)
+    sim = [min((j for j in range(6) if j != i), key=lambda j: (abs(acc_t[j] - acc_t[i]), j)) for i in range(6)]
+    assert got["agreement_similar"] == pytest.approx(float((sp == tp[sim]).mean()), abs=1e-12)
+    assert got["accuracy_abs_delta"] == pytest.approx(float(np.abs(acc_s - acc_t).mean()), abs=1e-12)
+    assert got["accuracy_tau"] == pytest.approx(kendalltau(acc_s, acc_t).statistic, abs=1e-12)
+    within = np.mean([abs(acc_t[sim[i]] - acc_t[i]) <= 0.02 + 1e-12 for i in range(6)])
+    assert got["similar_within"] == pytest.approx(within)
+    own = cnn_fidelity(arch, t, t.clone(), x, y, act)  # a perfect decoder: τ 1, no accuracy error
+    assert own["accuracy_tau"] == pytest.approx(1.0) and own["accuracy_abs_delta"] == 0.0
+    assert own["agreement_similar"] < 1.0

@@ -1,0 +1,66 @@
+"""The invariant parameter term of the autoencoder loss (losses.aligned_param_distance) and the centred-logit
+term, on really trained CNNs: invariance under the input's own symmetries, against an independent computation."""
+import pytest
+import torch
+
+from gmnae.losses import aligned_param_distance, centred_logit_mse
+from gmnae.merge.matching import match_weights
+from gmnae.tasks import digits
+from gmnae.weightspace import cnn_forward
+from gmnae.weightspace.registry import code_of
+from gmnae.weightspace.symmetry import random_transform
+
+
+def _decoded_near(arch, nets, symmetries, seed):
+    """A stand-in for a decoded network: another member of the original's orbit, plus small noise."""
+    g = torch.Generator().manual_seed(seed)
+    moved = random_transform(arch, nets, symmetries, g, scale_range=(0.5, 2.0))
+    return moved + 0.01 * moved.abs().mean() * torch.randn(moved.shape, generator=g, dtype=moved.dtype)
+
+
+@pytest.mark.parametrize("case, symmetries", [("trained_relu_cnns", "PS"), ("trained_tanh_cnns", "PD")])
+def test_the_parameter_term_is_invariant_under_the_inputs_symmetries(case, symmetries, request):
+    arch, nets = request.getfixturevalue(case)
+    nets = nets[:6]
+    decoded = _decoded_near(arch, nets, symmetries, seed=1)
+    base = aligned_param_distance(arch, nets, decoded, arch.activation)
+    for seed in (2, 3):  # the same inputs, each moved by a random element of its activation's group
+        moved = random_transform(arch, nets, symmetries, torch.Generator().manual_seed(seed), scale_range=(0.5, 2.0))
+        torch.testing.assert_close(aligned_param_distance(arch, moved, decoded, arch.activation), base,
+                                   rtol=1e-6, atol=1e-12)
+    # the alignment finds the orbit member: only the noise is left, far below the plain weight-space distance
+    plain = (decoded - nets).pow(2).mean(-1)
+    assert (base < 0.01 * plain).all()
+
+
+def test_the_parameter_term_equals_matching_then_mse_per_activation(digits_cnn_zoo, trained_relu_cnns,
+                                                                   trained_tanh_cnns):
+    """A mixed batch: each network aligned with its own activation's matcher (wm-scale / wm-signed), in std units."""
+    (relu_arch, relu), (tanh_arch, tanh) = trained_relu_cnns, trained_tanh_cnns
+    nets = torch.cat([relu[:3], tanh[:3]])
+    decoded = torch.cat([_decoded_near(relu_arch, relu[:3], "PS", 4), _decoded_near(tanh_arch, tanh[:3], "PD", 4)])
+    codes = torch.tensor([code_of("relu")] * 3 + [code_of("tanh")] * 3)
+    scale = nets.std(0) + 1e-3
+    got = aligned_param_distance(digits_cnn_zoo.arch, nets, decoded, codes, scale)
+    expected = torch.cat([
+        ((decoded[:3] - match_weights(relu_arch, decoded[:3], nets[:3], "wm-scale", max_iter=10).aligned) / scale),
+        ((decoded[3:] - match_weights(tanh_arch, decoded[3:], nets[3:], "wm-signed", max_iter=10).aligned) / scale),
+    ]).pow(2).mean(-1)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=0)
+
+
+def test_gradient_flows_to_the_decoded_network_only(trained_relu_cnns):
+    arch, nets = trained_relu_cnns
+    decoded = _decoded_near(arch, nets[:2], "PS", 5).requires_grad_(True)
+    aligned_param_distance(arch, nets[:2], decoded, "relu").sum().backward()
+    assert decoded.grad is not None and decoded.grad.abs().sum() > 0
+
+
+def test_centred_logit_mse_ignores_a_shift_and_sees_margins(trained_relu_cnns):
+    arch, nets = trained_relu_cnns
+    x = digits.classification_images("test")[0][:32].double()
+    t, s = cnn_forward(arch, nets[:2], x), cnn_forward(arch, nets[2:4], x)
+    assert torch.all(centred_logit_mse(t, t + 3.0) < 1e-20)  # softmax-equal logits cost nothing
+    tc, sc = t - t.mean(-1, keepdim=True), s - s.mean(-1, keepdim=True)
+    torch.testing.assert_close(centred_logit_mse(t, s), ((sc - tc) ** 2).mean((1, 2)))
+    assert (centred_logit_mse(t, s) > 0).all()
