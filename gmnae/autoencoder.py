@@ -140,9 +140,7 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
             self.metrics[f"{stage}_teacher_accuracy"]((t_pred == y).float().mean(1), valid)
             self.metrics[f"{stage}_agreement"]((s_pred == t_pred).float().mean(1), valid)
         if self.loss_cfg.get("param_weight", 0.0):
-            scale = self.decoder.out_std if getattr(self.decoder, "standardize", False) else None
-            param = aligned_param_distance(self.arch, params, decoded, act, scale,
-                                           int(self.loss_cfg.get("param_match_iter", 10)))
+            param = aligned_param_distance(self.arch, params, decoded, act, int(self.loss_cfg.get("param_match_iter", 10)))
             self.metrics[f"{stage}_param_distance"](param.detach(), valid)
             per_net = per_net + self.loss_cfg["param_weight"] * param
         loss = (per_net * valid).sum() / valid.sum().clamp_min(1.0)

@@ -90,8 +90,8 @@ class LossConfig:
     # margins on every image, mistakes included, where the KL at T > 1 mostly sees the classes all teachers agree on
     logit_weight: float = setting(0.0, ge=0)
     # weight of the invariant parameter term: the input aligned to its decoded network by weight matching
-    # (the largest group its activation allows: wm-scale for ReLU, wm-signed for tanh/sine), then the squared
-    # distance in zoo-std units. The canonicalization the paper claims, made explicit (losses.aligned_param_distance)
+    # (the largest group its activation allows: scale-normalised + wm for ReLU, wm-signed for tanh/sine), then the
+    # relative squared error per tensor. The canonicalization the paper claims, made explicit (losses.aligned_param_distance)
     param_weight: float = setting(0.0, ge=0)
     param_match_iter: int = setting(10, ge=1)  # weight-matching sweeps per step for the parameter term
 

@@ -166,25 +166,28 @@ def inr_fidelity(original: torch.Tensor, decoded: torch.Tensor, other: torch.Ten
 
 def zoo_split_fidelity(model, zoo, split: str, data_root: str | None = None, limit: int | None = None,
                        only_activation: str | None = None) -> dict[str, float]:
-    """`split_fidelity` on (up to `limit` of) the networks of a CNN zoo's split, one table per activation, on the
-    task's held-out images; flat keys `split <activation>:fidelity_[blind_]<measure>` (as the evaluation's)."""
+    """`split_fidelity` on (up to `limit` of) the networks of a CNN zoo's split, on the task's held-out images: one
+    table per activation and, for a mixed zoo, one over all networks (the similar-accuracy teacher may then have
+    the other activation); flat keys `split <activation|all>:fidelity_[blind_]<measure>`, as the evaluation's."""
     import numpy as np
 
     from .tasks.classification import task_images
-    from .weightspace.registry import code_of
+    from .weightspace.registry import codes_of
 
     params = torch.from_numpy(zoo.read_params(split, limit=limit))
     acts = np.array(zoo.activations(split)[:len(params)])
+    if only_activation:
+        params, acts = params[torch.from_numpy(acts == only_activation)], acts[acts == only_activation]
     x, y = task_images(zoo.task, "test", data_root)
+    names = list(dict.fromkeys(acts.tolist()))
     out: dict[str, float] = {}
-    for act in dict.fromkeys(acts.tolist()):
-        if only_activation and act != only_activation:
-            continue
-        mask = torch.from_numpy(acts == act)
+    for group in names + (["all"] if len(names) > 1 else []):
+        mask = torch.ones(len(acts), dtype=torch.bool) if group == "all" else torch.from_numpy(acts == group)
         if int(mask.sum()) < 2:
             continue
-        nets = params[mask]
-        codes = torch.full((len(nets),), code_of(act), dtype=torch.long)
-        for who, measures in split_fidelity(model, nets, codes, x, y, act).items():
-            out.update({f"split {act}:fidelity_{who}{k}": v for k, v in measures.items()})
+        group_acts = acts[mask.numpy()].tolist()
+        act = group if group != "all" else group_acts
+        for who, measures in split_fidelity(model, params[mask], codes_of(group_acts), x, y, act).items():
+            out.update({f"split {group}:fidelity_{who}{k}": v for k, v in measures.items()})
+        out[f"split {group}:fidelity_networks"] = float(mask.sum())
     return out

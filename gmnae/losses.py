@@ -54,32 +54,48 @@ def centred_logit_mse(teacher_logits: torch.Tensor, student_logits: torch.Tensor
 
 
 def aligned_param_distance(arch: Architecture, original: torch.Tensor, decoded: torch.Tensor, activation=None,
-                           scale: torch.Tensor | None = None, max_iter: int = 10) -> torch.Tensor:
-    """Squared distance between each decoded network and its original *moved onto the decoded network's units*,
-    mean over parameters (in units of `scale`, e.g. the zoo's per-parameter std), per network `[B]`.
+                           max_iter: int = 10) -> torch.Tensor:
+    """Distance between each decoded network and its original *moved onto the decoded network's units*, per
+    network `[B]`: for each weight/bias tensor ‖d − t‖² / (‖d‖² + ‖t‖²) (in [0, 2]; 0 only when equal), mean
+    over tensors.
 
-    The original is aligned by batched weight matching with the largest group its activation allows
-    (`merge.matching.default_method`: wm-scale for ReLU, wm-signed for tanh and sine, wm otherwise); the aligned
-    original computes the same function as the original, so the loss depends on the original's orbit only (up
-    to the matcher finding the same optimum), and its gradient pulls the decoded network towards the nearest
-    member of that orbit: the decoder may choose any canonical form, as long as it is one network of the orbit.
-    `activation`: the architecture's name, or per-network activation codes `[B]` for a mixed zoo.
+    Alignment: batched weight matching with the largest group the activation allows (`merge.matching.
+    default_method`). Sign-symmetric activations (tanh, sine): `wm-signed` moves the original onto the decoded
+    network. Scale-symmetric ones (ReLU): both networks are first brought to the unit-incoming-norm frame (the
+    decoded one differentiably; `merge.matching.unit_normalisation`), then permuted by `wm` — comparing in the
+    decoded network's *own* scale frame instead would multiply the original's outgoing weights by 1 / (a decoded
+    unit's norm), without bound for the near-dead units of an early decoder. Other activations: `wm`.
+    The aligned original computes the original's function (up to the frame's positive rescaling), so the loss
+    depends on the original's orbit only, up to the matcher finding the same optimum, and its gradient pulls the
+    decoded network towards the nearest member of that orbit: the decoder may choose any canonical form, as long
+    as it is one network of the orbit. Relative per tensor, so no layer's scale dominates and none needs the zoo's
+    statistics; symmetric and bounded, so the near-zero tensors of networks that never trained (they are in the
+    zoos, at 0.04 accuracy) cannot blow it up. `activation`: the architecture's name, or per-network activation codes `[B]` for a mixed zoo.
     """
-    from .merge.matching import default_method, match_weights
+    from .merge.matching import default_method, match_weights, unit_normalisation
+    from .weightspace.permutation_spec import permutation_spec
     from .weightspace.registry import ACTIVATIONS
+    from .weightspace.symmetry import apply_element
 
-    with torch.no_grad():
-        target = torch.empty_like(decoded)
-        if activation is None or isinstance(activation, str):
-            groups = [(activation or arch.activation, slice(None))]
-        else:
-            codes = torch.as_tensor(activation)
-            groups = [(ACTIVATIONS[int(c)], codes == c) for c in torch.unique(codes).tolist()]
-        for name, rows in groups:
-            res = match_weights(arch.with_activation(name), decoded[rows].detach(), original[rows].to(decoded),
-                                default_method(name), max_iter=max_iter)
-            target[rows] = res.aligned
-    diff = decoded - target
-    if scale is not None:
-        diff = diff / scale
-    return diff.pow(2).mean(-1)
+    if activation is None or isinstance(activation, str):
+        groups = [(activation or arch.activation, torch.ones(len(decoded), dtype=torch.bool, device=decoded.device))]
+    else:
+        codes = torch.as_tensor(activation).to(decoded.device)
+        groups = [(ACTIVATIONS[int(c)], codes == c) for c in torch.unique(codes).tolist()]
+    spec = permutation_spec(arch)
+    out = decoded.new_zeros(len(decoded))
+    for name, rows in groups:
+        net_arch, method = arch.with_activation(name), default_method(name)
+        dec, orig = decoded[rows], original[rows].to(decoded)
+        if method == "wm-scale":
+            dec = apply_element(net_arch, dec, unit_normalisation(net_arch, dec))
+            with torch.no_grad():
+                orig = apply_element(net_arch, orig, unit_normalisation(net_arch, orig))
+            method = "wm"
+        with torch.no_grad():
+            target = match_weights(net_arch, dec.detach(), orig, method, max_iter=max_iter).aligned
+        per_tensor = [(dec[:, a:b] - target[:, a:b]).pow(2).sum(-1)
+                      / (dec[:, a:b].pow(2).sum(-1) + target[:, a:b].pow(2).sum(-1)).clamp_min(1e-12)
+                      for a, b in spec.offsets()]
+        out = out.index_put((rows.nonzero()[:, 0],), torch.stack(per_tensor, -1).mean(-1))
+    return out

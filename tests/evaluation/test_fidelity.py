@@ -140,3 +140,31 @@ def test_cnn_fidelity_similar_accuracy_and_tau_by_hand(cnn_case):
     own = cnn_fidelity(arch, t, t.clone(), x, y, act)  # a perfect decoder: τ 1, no accuracy error
     assert own["accuracy_tau"] == pytest.approx(1.0) and own["accuracy_abs_delta"] == 0.0
     assert own["agreement_similar"] < 1.0
+
+
+def test_zoo_split_fidelity_covers_the_split_per_activation_and_all(digits_cnn_zoo):
+    """An (untrained) autoencoder on every network of a split (train: the tiny zoo's test split has 4): per-activation tables, and the mixed 'all' table whose
+    agreement is the network-weighted mean of the two; the autoencoder row is cnn_fidelity of its decodings."""
+    from gmnae.autoencoder import WeightSpaceAutoencoder
+    from gmnae.fidelity import zoo_split_fidelity
+    from gmnae.weightspace.registry import codes_of
+
+    torch.manual_seed(0)
+    model = WeightSpaceAutoencoder(digits_cnn_zoo.arch.to_dict(), "cnn", {"d": 8, "n_layers": 1, "latent_dim": 8},
+                                   {"type": "mlp", "hidden": [8, 8]}, {}).eval()
+    got = zoo_split_fidelity(model, digits_cnn_zoo, "train")
+    acts = digits_cnn_zoo.activations("train")
+    n = {a: acts.count(a) for a in ("relu", "tanh")}
+    assert min(n.values()) >= 2, (n, sorted(got))
+    assert got["split relu:fidelity_networks"] == n["relu"] and got["split all:fidelity_networks"] == len(acts)
+    weighted = sum(n[a] * got[f"split {a}:fidelity_agreement_own"] for a in n) / len(acts)
+    assert got["split all:fidelity_agreement_own"] == pytest.approx(weighted, abs=1e-12)
+    params = torch.from_numpy(digits_cnn_zoo.read_params("train"))
+    relu = torch.tensor([a == "relu" for a in acts])
+    with torch.no_grad():
+        decoded = model(params[relu], codes_of(["relu"] * n["relu"]))
+    x, y = task_images(digits_cnn_zoo.task, "test")
+    hand = cnn_fidelity(digits_cnn_zoo.arch, params[relu], decoded, x, y, "relu")
+    for k, v in hand.items():
+        assert got[f"split relu:fidelity_{k}"] == pytest.approx(v, abs=1e-6, nan_ok=True), k
+    assert "split relu:fidelity_blind_agreement_own" in got and "split relu:fidelity_blind_accuracy_tau" not in got
