@@ -129,10 +129,11 @@ class EvaluationResult:
         for prefix, m in self.fidelity().items():
             names = [k for k in m if not k.startswith("blind_")]
             lines.append(f"fidelity{' ' + prefix.rstrip(':') if prefix else ''} (own vs another network's original)")
-            lines.append(f"{'':<12}" + "".join(f"{k:>18}" for k in names))
+            w = [max(10, len(k) + 1) for k in names]
+            lines.append(f"{'':<12}" + "".join(f"{k:>{n}}" for k, n in zip(names, w)))
             for who, label in (("", "autoencoder"), ("blind_", "latent-blind")):
-                lines.append(f"{label:<12}" + "".join(f"{m[who + k]:>18.4f}" if who + k in m else f"{'-':>18}"
-                                                      for k in names))
+                lines.append(f"{label:<12}" + "".join(f"{m[who + k]:>{n}.4f}" if who + k in m else f"{'-':>{n}}"
+                                                      for k, n in zip(names, w)))
         return "\n".join(lines)
 
 

@@ -8,10 +8,13 @@ integration"`, under 2 minutes on 2 cores); `make test` runs both tiers.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import numpy as np
+
 import pytest
 import torch
 
@@ -21,6 +24,7 @@ from gmnae.zoo.forge import build_zoo
 torch.set_num_threads(2)
 # the matcher's measured solver choice is kept on disk: never in the user's cache from the tests
 os.environ["GMNAE_CACHE_DIR"] = tempfile.mkdtemp(prefix="gmnae-test-cache-")
+atexit.register(shutil.rmtree, os.environ["GMNAE_CACHE_DIR"], ignore_errors=True)  # one per run, not one per run left behind
 
 TRAINED_ZOOS = {"digits_inr_zoo", "digits_cnn_zoo", "digits_leaky_cnn_zoo"}
 

@@ -3,6 +3,8 @@ mean ± std over seeds of the whole-split fidelity (`gmnae.fidelity.zoo_split_fi
 of each run beside it, and the goals.
 
     python -m experiments.cnn_fidelity.split_table runs/m5c-pure-s0 runs/m5c-pure-s1 ... [--group all] [--split test]
+        [--zoo zoo/mnist5k-cnn]    # adds the identity row: decoded = the teacher itself (the ceiling of own − similar)
+    python -m experiments.cnn_fidelity.split_table RUNS... --merge   # the independent-pair merge table instead
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 
 COLUMNS = [("agreement_own", "agree own"), ("agreement_similar", "agree similar-acc"), ("gap", "own − similar"),
            ("agreement_other", "agree other"), ("kl_own", "KL own"), ("kl_similar", "KL similar"),
-           ("accuracy_tau", "τ(acc)"), ("accuracy_abs_delta", "mean |Δacc|"), ("accuracy_decoded", "decoded acc"),
+           ("accuracy_tau", "τ(acc)"), ("accuracy_abs_delta", "mean abs Δacc"), ("accuracy_decoded", "decoded acc"),
            ("accuracy_teacher", "teacher acc")]
 
 
@@ -29,6 +31,24 @@ def measures(run: Path, split: str, group: str, who: str) -> dict[str, float]:
     return m
 
 
+def identity(zoo_dir: Path, split: str, group: str) -> dict[str, float]:
+    """The fidelity measures of a perfect autoencoder (each teacher compared with itself) on the same networks."""
+    import torch
+
+    from gmnae.fidelity import cnn_fidelity
+    from gmnae.tasks.classification import task_images
+    from gmnae.zoo.format import Zoo
+
+    zoo = Zoo(zoo_dir)
+    params = torch.from_numpy(zoo.read_params(split))
+    acts = zoo.activations(split)
+    keep = [i for i, a in enumerate(acts) if group in ("all", a)]
+    x, y = task_images(zoo.task, "test")
+    m = cnn_fidelity(zoo.arch, params[keep], params[keep].clone(), x, y, [acts[i] for i in keep])
+    m["gap"] = m["agreement_own"] - m["agreement_similar"]
+    return m
+
+
 def cell(values: list[float]) -> str:
     v = np.array([x for x in values if x == x])
     if not len(v):
@@ -36,12 +56,37 @@ def cell(values: list[float]) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
 
+def merge_table(runs: list[Path], split: str) -> None:
+    """Barrier (test cross-entropy) and endpoint → midpoint accuracy of independent pairs, per variant, activation
+    and method: mean ± std over seeds of each run's mean over its pairs."""
+    variants: dict[str, list[Path]] = {}
+    for run in runs:
+        variants.setdefault(re.sub(r"-s\d+$", "", run.name), []).append(run)
+    print("| variant | pairs | method | barrier (loss) | endpoint acc | midpoint acc |")
+    print("|---|---|---|---|---|---|")
+    for name, group in variants.items():
+        rows = [json.loads((r / f"evaluate-{split}" / "summary.json").read_text())["barriers"] for r in group]
+        kinds = [k for k in dict.fromkeys(row["kind"] for row in rows[0]) if k.endswith("independent")]
+        for kind in kinds:
+            for method in dict.fromkeys(row["method"] for row in rows[0] if row["kind"] == kind):
+                if method == "ae-latent":
+                    continue
+                got = [next(x for x in r if x["kind"] == kind and x["method"] == method) for r in rows]
+                print(f"| {name} ({len(group)} seeds) | {kind} × {got[0]['pairs']} | {method} | "
+                      f"{cell([g['barrier_mean'] for g in got])} | {cell([g['end_accuracy_mean'] for g in got])} | "
+                      f"{cell([g['mid_accuracy_mean'] for g in got])} |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--split", default="test")
     p.add_argument("--group", default="all", help="all (mixed zoo), relu or tanh")
+    p.add_argument("--zoo", type=Path, help="the zoo: adds the identity row (each teacher as its own decoding)")
+    p.add_argument("--merge", action="store_true", help="the merge table of the independent pairs instead")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge_table(args.runs, args.split)
     variants: dict[str, list[Path]] = {}
     for run in args.runs:
         variants.setdefault(re.sub(r"-s\d+$", "", run.name), []).append(run)
@@ -52,6 +97,10 @@ def main(argv=None) -> None:
             rows = [measures(r, args.split, args.group, who) for r in runs]
             print(f"| {label} | {len(runs)} | " + " | ".join(cell([m.get(k, float('nan')) for m in rows])
                                                           for k, _ in COLUMNS) + " |")
+    if args.zoo:
+        m = identity(args.zoo, args.split, args.group)
+        print("| identity (decoded = the teacher): the ceiling | – | " + " | ".join(
+            cell([m.get(k, float("nan"))]) for k, _ in COLUMNS) + " |")
     print("| goal (issue 21) | | ≥ 0.90 | | ≥ 0.10 | | | | ≥ 0.80 | ≤ 0.05 | | |")
 
 
