@@ -6,7 +6,7 @@ import time
 
 from torch.utils.data import DataLoader
 
-from gmnae.datamodule import ShardStream, _collate_identity
+from gmnae.data.shard_stream import ShardStream, _collate_identity
 from gmnae.weightspace import Architecture
 from gmnae.zoo.format import Zoo
 from ._util import synthetic_zoo

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.training.autoencoder import WeightSpaceAutoencoder
 from gmnae.tasks import digits
 from gmnae.threads import auto_threads, usable_cpus
 from ._util import timed
@@ -23,7 +23,7 @@ SPIN = "import time\nt = time.time()\nwhile time.time() - t < 600: pass\n"  # en
 
 def _cnn_step():
     """One step of the CPU default model (scalegmn-small sizes) on the digits-cnn architecture."""
-    from gmnae.losses import distillation_kl
+    from gmnae.training.losses import distillation_kl
     from gmnae.weightspace import Architecture
 
     arch = Architecture.small_cnn("relu", padding="same", image_size=(8, 8))

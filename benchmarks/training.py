@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.training.autoencoder import WeightSpaceAutoencoder
 from gmnae.tasks import digits
 from gmnae.weightspace import Architecture
 from ._util import max_rss_mb, timed
@@ -30,7 +30,7 @@ def _step_fn(family: str, path: str, device: str):
     x = x[:64].to(device)
 
     def step():
-        from gmnae.losses import distillation_kl, inr_render_mse
+        from gmnae.training.losses import distillation_kl, inr_render_mse
 
         opt.zero_grad(set_to_none=True)
         decoded = model(params)

@@ -7,7 +7,7 @@ import time
 import h5py
 import numpy as np
 
-from gmnae.datamodule import ShardStream
+from gmnae.data.shard_stream import ShardStream
 from gmnae.weightspace import Architecture
 from gmnae.zoo.format import Zoo
 from ._util import synthetic_zoo

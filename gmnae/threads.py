@@ -93,3 +93,8 @@ def apply_threads(setting: int | None = None, processes: int = 1) -> int:
 
         torch.set_num_threads(n)
     return n
+
+
+def external_launch() -> bool:
+    """True when another launcher (torchrun, srun, a Lightning parent) started several processes."""
+    return any(int(os.environ.get(k, "1")) > 1 for k in ("WORLD_SIZE", "SLURM_NTASKS")) or "LOCAL_RANK" in os.environ

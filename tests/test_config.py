@@ -7,8 +7,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from gmnae.cli import main
-from gmnae.config import available, config_dir, load_config
-from gmnae.config_schema import EncoderSchema
+from gmnae.config.load import available, config_dir, load_config
+from gmnae.config.schema import EncoderSchema
 from gmnae.errors import ConfigError
 from gmnae.nn.config import EncoderConfig
 
@@ -137,7 +137,7 @@ def test_cpu_classification_recipe_is_the_readme_row():
     assert (cfg.task, cfg.dataset.name, cfg.model.name, cfg.model.probe.points, cfg.trainer.max_epochs) == \
         ("classify", "mnist5k-inr", "scalegmn-small", 0, 20)
     assert (cfg.optim.lr, cfg.optim.schedule, cfg.trainer.accelerator) == (1e-3, "cosine", "cpu")
-    from gmnae.run_folder import run_name
+    from gmnae.training.run_folder import run_name
 
     assert run_name(cfg) == "mnist5k-inr-classify-s0"
 

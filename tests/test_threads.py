@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gmnae.cli import main
-from gmnae.config import load_config
+from gmnae.config.load import load_config
 from gmnae.errors import ConfigError
 from gmnae.threads import apply_threads, auto_threads, choose_threads, usable_cpus
 

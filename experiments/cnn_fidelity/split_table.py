@@ -1,5 +1,5 @@
 """The fidelity table of issue 21 from `gmnae evaluate` summaries: one row per variant (runs named <variant>-s<seed>),
-mean ± std over seeds of the whole-split fidelity (`gmnae.fidelity.zoo_split_fidelity`), the latent-blind decoder
+mean ± std over seeds of the whole-split fidelity (`gmnae.evaluation.fidelity.zoo_split_fidelity`), the latent-blind decoder
 of each run beside it, and the goals.
 
     python -m experiments.cnn_fidelity.split_table runs/m5c-pure-s0 runs/m5c-pure-s1 ... [--group all] [--split test]
@@ -35,7 +35,7 @@ def identity(zoo_dir: Path, split: str, group: str) -> dict[str, float]:
     """The fidelity measures of a perfect autoencoder (each teacher compared with itself) on the same networks."""
     import torch
 
-    from gmnae.fidelity import cnn_fidelity
+    from gmnae.evaluation.fidelity import cnn_fidelity
     from gmnae.tasks.classification import task_images
     from gmnae.zoo.format import Zoo
 

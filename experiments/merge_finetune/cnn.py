@@ -14,8 +14,8 @@ import sys
 
 import torch
 
-from gmnae.autoencoder import WeightSpaceAutoencoder
-from gmnae.fidelity import cnn_fidelity, other_indices
+from gmnae.training.autoencoder import WeightSpaceAutoencoder
+from gmnae.evaluation.fidelity import cnn_fidelity, other_indices
 from gmnae.merge.finetune import finetune_to_parents
 from gmnae.tasks.classification import task_images
 from gmnae.weightspace.registry import code_of

@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.training.autoencoder import WeightSpaceAutoencoder
 from gmnae.merge.finetune import finetune_to_function, finetune_to_parents
 from gmnae.merge.interpolation import method_path
 from gmnae.merge.pairs import zoo_pairs

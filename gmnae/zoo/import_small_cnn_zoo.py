@@ -20,7 +20,7 @@
 
 Splits (`--split`):
 - `published` (default) reproduces the split of NFN / ScaleGMN / the autoencoder paper exactly,
-  quirk included: the row-order file (shipped: `gmnae/data/small-cnn-zoo-cifar10-order.csv`) is read
+  quirk included: the row-order file (shipped: `gmnae/zoo/data/small-cnn-zoo-cifar10-order.csv`) is read
   with `header=None`, so its first line `0` counts as an index and row 0 is used twice; weights and
   metrics are reordered by it; rows with `step == 86` are kept and renumbered; test = the second half
   (`int(0.5 * n)` onward); the first half is shuffled with `random.Random(0).shuffle` and cut at
@@ -72,7 +72,7 @@ IMAGE_SIZES = {"cifar10": (32, 32), "svhn_cropped": (32, 32), "mnist": (28, 28),
 
 
 def default_order_file() -> Path:
-    from ..data import SMALL_CNN_ZOO_CIFAR10_ORDER
+    from .small_cnn_zoo_files import SMALL_CNN_ZOO_CIFAR10_ORDER
 
     return SMALL_CNN_ZOO_CIFAR10_ORDER
 

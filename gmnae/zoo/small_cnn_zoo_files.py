@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GmnaeError
+
+# Row order behind the published CIFAR-10 Small CNN Zoo splits (NFN, MIT licence); origin in data/README.md.
+SMALL_CNN_ZOO_CIFAR10_ORDER = Path(__file__).resolve().parent / "data" / "small-cnn-zoo-cifar10-order.csv"
 from ..weightspace.architecture import Architecture
 
 SOURCE_HINT = ("the Small CNN Zoo files come from the zoo's release "

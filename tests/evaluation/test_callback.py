@@ -6,14 +6,14 @@ from html.parser import HTMLParser
 import pytest
 import torch
 
-from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.training.autoencoder import WeightSpaceAutoencoder
 from gmnae.cli import main
-from gmnae.config import load_config
-from gmnae.merge_evaluation import MergeEvaluation, _local_indices, _reassemble
+from gmnae.config.load import load_config
+from gmnae.evaluation.merge_evaluation import MergeEvaluation, _local_indices, _reassemble
 from gmnae.merge.barriers import barrier
 from gmnae.tasks.grid import coordinate_grid
 from gmnae.weightspace import siren_render
-from gmnae.train import train
+from gmnae.commands.train import train
 
 from ..training.conftest import gmnae_cmd, run_cmd, tiny_overrides
 
@@ -170,8 +170,8 @@ def test_report_reads_as_a_report(eval_run):
 
 
 def test_no_best_highlight_for_an_autoencoder_worse_than_the_mean_network():
-    from gmnae.merge_evaluation import EvaluationResult
-    from gmnae.report import barrier_table_html
+    from gmnae.evaluation.merge_evaluation import EvaluationResult
+    from gmnae.evaluation.report import barrier_table_html
 
     lam = torch.linspace(0, 1, 5)
     bump = lambda h: (h * torch.sin(torch.pi * lam)).repeat(3, 1)  # noqa: E731 - barrier h on every pair

@@ -1,9 +1,9 @@
-"""Fidelity measures (gmnae/fidelity.py) against independent computations on really trained networks."""
+"""Fidelity measures (gmnae/evaluation/fidelity.py) against independent computations on really trained networks."""
 import numpy as np
 import pytest
 import torch
 
-from gmnae.fidelity import cnn_fidelity, cnn_logits, inr_fidelity, other_indices, pearson
+from gmnae.evaluation.fidelity import cnn_fidelity, cnn_logits, inr_fidelity, other_indices, pearson
 from gmnae.tasks.classification import task_images
 from gmnae.tasks.grid import coordinate_grid
 from gmnae.weightspace import build_module, siren_render
@@ -104,7 +104,7 @@ def test_inr_psnr_own_vs_other(digits_inr_zoo):
 def test_kendall_tau_equals_scipy():
     from scipy.stats import kendalltau
 
-    from gmnae.fidelity import kendall_tau
+    from gmnae.evaluation.fidelity import kendall_tau
 
     g = torch.Generator().manual_seed(0)
     a = torch.randint(0, 6, (40,), generator=g).double()  # ties on purpose
@@ -114,7 +114,7 @@ def test_kendall_tau_equals_scipy():
 
 
 def test_similar_indices_pick_the_nearest_other():
-    from gmnae.fidelity import similar_indices
+    from gmnae.evaluation.fidelity import similar_indices
 
     assert similar_indices(torch.tensor([0.50, 0.10, 0.52, 0.13])).tolist() == [2, 3, 0, 1]
     with pytest.raises(ValueError, match="two networks"):
@@ -145,8 +145,8 @@ def test_cnn_fidelity_similar_accuracy_and_tau_by_hand(cnn_case):
 def test_zoo_split_fidelity_covers_the_split_per_activation_and_all(digits_cnn_zoo):
     """An (untrained) autoencoder on every network of a split (train: the tiny zoo's test split has 4): per-activation tables, and the mixed 'all' table whose
     agreement is the network-weighted mean of the two; the autoencoder row is cnn_fidelity of its decodings."""
-    from gmnae.autoencoder import WeightSpaceAutoencoder
-    from gmnae.fidelity import zoo_split_fidelity
+    from gmnae.training.autoencoder import WeightSpaceAutoencoder
+    from gmnae.evaluation.fidelity import zoo_split_fidelity
     from gmnae.weightspace.registry import codes_of
 
     torch.manual_seed(0)

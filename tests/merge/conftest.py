@@ -1,8 +1,8 @@
 """A quickly trained autoencoder run on the fixture INR zoo, shared by the autoencoder-merge tests."""
 import pytest
 
-from gmnae.config import load_config
-from gmnae.train import train
+from gmnae.config.load import load_config
+from gmnae.commands.train import train
 
 from ..training.conftest import tiny_overrides
 

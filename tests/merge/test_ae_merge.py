@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.training.autoencoder import WeightSpaceAutoencoder
 from gmnae.cli import main
-from gmnae.merge.ae_merge import ae_merge
+from gmnae.evaluation.ae_merge import ae_merge
 from gmnae.weightspace import apply_element, random_element, unflatten
 
 from .test_command import _error, _flat, _save
@@ -117,7 +117,7 @@ def test_evaluation_reports_midpoints_before_and_after_the_finetune(inr_autoenco
     like the curves; the 'before' value equals the curve's midpoint and the library's fine-tune gives 'after'."""
     from gmnae.merge.finetune import finetune_to_parents
     from gmnae.merge.interpolation import method_path
-    from gmnae.merge_evaluation import MergeEvaluation
+    from gmnae.evaluation.merge_evaluation import MergeEvaluation
     from gmnae.tasks.grid import coordinate_grid
 
     model = WeightSpaceAutoencoder.load_from_checkpoint(inr_autoencoder_run / "checkpoints" / "last.ckpt",

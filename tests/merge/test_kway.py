@@ -5,7 +5,7 @@ import torch
 
 from gmnae.cli import main
 from gmnae.merge.kway import merge_many, sign_canonicalisation, weighted_mean
-from gmnae.merge.kway_eval import KWayEvaluation, kway_groups
+from gmnae.evaluation.kway_eval import KWayEvaluation, kway_groups
 from gmnae.merge.matching import transform
 from gmnae.tasks.classification import task_images
 from gmnae.tasks.grid import coordinate_grid

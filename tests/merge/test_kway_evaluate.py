@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.training.autoencoder import WeightSpaceAutoencoder
 from gmnae.cli import main
-from gmnae.merge.kway_eval import kway_groups
+from gmnae.evaluation.kway_eval import kway_groups
 from gmnae.tasks.grid import coordinate_grid
 from gmnae.tasks.inr_targets import inr_targets
 from gmnae.weightspace import forward

@@ -5,7 +5,7 @@
                                      validation checkpoint (what an OOM kill or a crash leaves behind)
 
 In a subprocess: `python -m tests.training.instrumented train ...`; in the test process:
-`monkeypatch.setattr(gmnae.train, "build_trainer", instrumented(gmnae.train.build_trainer))`.
+`monkeypatch.setattr(gmnae.commands.train, "build_trainer", instrumented(gmnae.commands.train.build_trainer))`.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def read_batch_log(path) -> dict[int, list[list[int]]]:
 
 
 if __name__ == "__main__":
-    from gmnae import train
+    from gmnae.commands import train
     from gmnae.cli import main
 
     train.build_trainer = instrumented(train.build_trainer)

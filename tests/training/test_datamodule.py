@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from gmnae.config import load_config
-from gmnae.datamodule import ZooDataModule
+from gmnae.config.load import load_config
+from gmnae.data.datamodule import ZooDataModule
 from gmnae.errors import ZooError
 from gmnae.weightspace.registry import code_of
 
@@ -27,8 +27,8 @@ def test_statistics_come_from_the_kept_activation_only(digits_cnn_zoo):
     are computed from that activation's train networks, not from the other's too."""
     from omegaconf import OmegaConf
 
-    from gmnae.datamodule import statistics_sample
-    from gmnae.model_builder import build_model
+    from gmnae.data.datamodule import statistics_sample
+    from gmnae.training.model_builder import build_model
 
     params = digits_cnn_zoo.read_params("train")
     acts = np.asarray(digits_cnn_zoo.activations("train"))
@@ -64,8 +64,8 @@ def test_evaluation_reads_its_split_once_for_every_pair_type(digits_inr_zoo, tmp
     """The merging evaluation draws all its pair types (and their evaluators) from one read of the split, and a
     second evaluation (a later epoch) reads nothing more; the pairs are those `zoo_pairs` draws type by type."""
     from gmnae.merge.pairs import SplitNetworks, zoo_pairs
-    from gmnae.merge_evaluation import MergeEvaluation
-    from gmnae.model_builder import build_model
+    from gmnae.evaluation.merge_evaluation import MergeEvaluation
+    from gmnae.training.model_builder import build_model
     from gmnae.zoo import Zoo
 
     cfg = load_config(tiny_overrides(digits_inr_zoo.root, tmp_path, **EVAL))
@@ -89,9 +89,9 @@ def test_evaluation_reads_its_split_once_for_every_pair_type(digits_inr_zoo, tmp
 def test_task_images_are_loaded_once_and_are_the_modules(digits_cnn_zoo, tmp_path, monkeypatch):
     """A CNN run -- the zoo checks, the probe, the distillation loss, the merging evaluation and its fine-tune --
     loads each split of task images once, in the datamodule; the module's images are the datamodule's."""
-    from gmnae.model_builder import build_model
+    from gmnae.training.model_builder import build_model
     from gmnae.tasks import classification
-    from gmnae.trainer_setup import build_trainer
+    from gmnae.commands.trainer_setup import build_trainer
 
     loads = collections.Counter()
     real = classification.task_images

@@ -93,9 +93,9 @@ class _SigtermAtFirstEpochEnd(L.Callback):
 
 
 def test_sigterm_between_epochs_then_resume(digits_inr_zoo, tmp_path, monkeypatch):
-    from gmnae import train as train_module
+    from gmnae.commands import train as train_module
     from gmnae.cli import main
-    from gmnae.config import load_config
+    from gmnae.config.load import load_config
 
     base = tiny_overrides(digits_inr_zoo.root, tmp_path, run_name="between", **{
         "trainer.max_epochs": 3, "trainer.limit_train_batches": "null", "data.batch_size": 16})

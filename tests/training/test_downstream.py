@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from gmnae.baselines import fit_baselines, sorted_invariant_features, statnn_features
-from gmnae.config import load_config
-from gmnae.predictor import WeightSpacePredictor
-from gmnae.train import train
+from gmnae.evaluation.baselines import fit_baselines, sorted_invariant_features, statnn_features
+from gmnae.config.load import load_config
+from gmnae.training.predictor import WeightSpacePredictor
+from gmnae.commands.train import train
 from gmnae.weightspace import random_transform
 
 from .conftest import tiny_overrides

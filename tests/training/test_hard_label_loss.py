@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from gmnae.losses import teacher_label_ce
+from gmnae.training.losses import teacher_label_ce
 from gmnae.tasks import digits
 from gmnae.weightspace import cnn_forward
 
@@ -22,7 +22,7 @@ def test_teacher_label_ce_is_the_cross_entropy_to_the_teachers_argmax(trained_re
 
 
 def _model(loss):
-    from gmnae.autoencoder import WeightSpaceAutoencoder
+    from gmnae.training.autoencoder import WeightSpaceAutoencoder
     from gmnae.weightspace import Architecture
 
     arch = Architecture.small_cnn("relu", padding="same", image_size=(8, 8), name="digits-cnn-relu")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from gmnae.cli import main
-from gmnae.config import load_config
-from gmnae.train import train
+from gmnae.config.load import load_config
+from gmnae.commands.train import train
 
 from .conftest import tiny_overrides
 

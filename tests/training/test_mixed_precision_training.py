@@ -5,8 +5,8 @@ import csv
 import pytest
 import torch
 
-from gmnae.config import load_config
-from gmnae.train import train
+from gmnae.config.load import load_config
+from gmnae.commands.train import train
 
 from .conftest import tiny_overrides
 

@@ -3,7 +3,7 @@ term, on really trained CNNs: invariance under the input's own symmetries, again
 import pytest
 import torch
 
-from gmnae.losses import aligned_param_distance, centred_logit_mse
+from gmnae.training.losses import aligned_param_distance, centred_logit_mse
 from gmnae.merge.matching import match_weights
 from gmnae.tasks import digits
 from gmnae.weightspace import cnn_forward

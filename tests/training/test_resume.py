@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from gmnae import train as train_module
+from gmnae.commands import train as train_module
 from gmnae.cli import main
-from gmnae.datamodule import ZooDataModule
+from gmnae.data.datamodule import ZooDataModule
 
 from .conftest import REPO, tiny_overrides
 from .instrumented import instrumented, read_batch_log

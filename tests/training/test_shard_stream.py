@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from gmnae.shard_stream import ShardStream
+from gmnae.data.shard_stream import ShardStream
 from gmnae.weightspace import Architecture
 from gmnae.zoo import Zoo, ZooWriter
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gmnae.cli import main
-from gmnae.sweep import combinations, parse_sweep, split_values, summary
+from gmnae.commands.sweep import combinations, parse_sweep, split_values, summary
 
 from .conftest import gmnae_cmd, run_cmd, tiny_overrides
 

@@ -5,10 +5,10 @@ import h5py
 import pytest
 import torch
 
-from gmnae.autoencoder import WeightSpaceAutoencoder
+from gmnae.training.autoencoder import WeightSpaceAutoencoder
 from gmnae.cli import main
-from gmnae.config import load_config
-from gmnae.train import train
+from gmnae.config.load import load_config
+from gmnae.commands.train import train
 from gmnae.weightspace import random_transform
 from gmnae.weightspace.registry import code_of
 
@@ -148,7 +148,7 @@ def test_missing_zoo_stops_instead_of_building(tmp_path, capsys, where, build_fl
 
 
 def test_only_the_default_zoo_path_is_built_on_request(tmp_path, monkeypatch):
-    from gmnae.zoo_checks import builds_missing_zoo
+    from gmnae.data.zoo_checks import builds_missing_zoo
 
     monkeypatch.chdir(tmp_path)  # the default zoo/digits-inr is missing here
     cfg = load_config([])
@@ -196,7 +196,7 @@ def test_a_run_that_stops_before_training_leaves_no_folder(digits_inr_zoo, tmp_p
 
 
 def test_a_taken_folder_without_config_is_not_reused(tmp_path):
-    from gmnae.run_folder import RUN_DIR_ENV, resolve_run_dir
+    from gmnae.training.run_folder import RUN_DIR_ENV, resolve_run_dir
 
     cfg = load_config([f"runs_dir={tmp_path}"])
     (tmp_path / "digits-inr-scalegmn-small-s0" / "tensorboard").mkdir(parents=True)  # a failed start's leftovers

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from gmnae.autoencoder import resolve_symmetry
-from gmnae.merge_evaluation import MergeEvaluation, baseline_methods
+from gmnae.training.autoencoder import resolve_symmetry
+from gmnae.evaluation.merge_evaluation import MergeEvaluation, baseline_methods
 from gmnae.merge.matching import check_method, default_method
 from gmnae.merge.pairs import orbit_symmetries
 from gmnae.tasks import digits

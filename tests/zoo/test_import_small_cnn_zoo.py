@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gmnae.cli import main
-from gmnae.data import SMALL_CNN_ZOO_CIFAR10_ORDER
+from gmnae.zoo.small_cnn_zoo_files import SMALL_CNN_ZOO_CIFAR10_ORDER
 from gmnae.errors import GmnaeError
 from gmnae.tasks.classification import task_images
 from gmnae.weightspace import build_module, cnn_forward

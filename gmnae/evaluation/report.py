@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .merge_evaluation import EvaluationResult  # noqa: E402
-from .weightspace import ACTIVATIONS, forward  # noqa: E402
+from ..weightspace import ACTIVATIONS, forward  # noqa: E402
 
 METHOD_COLORS = {"naive": "#7f7f7f", "wm": "#1f77b4", "wm-signed": "#17becf", "wm-scale": "#17becf",
                  "ae": "#d62728", "ae-latent": "#ff7f0e"}
@@ -62,7 +62,7 @@ def curves_figure(result: EvaluationResult, pair_types: list[str] | None = None)
 
 def inr_reconstruction_figure(model, arch, params: torch.Tensor, resolution: int = 28):
     """Originals (top) and their reconstructions dec(enc(θ)) (bottom)."""
-    from .tasks.grid import coordinate_grid
+    from ..tasks.grid import coordinate_grid
 
     device, dtype = model.device, next(model.parameters()).dtype
     p = params.to(device, dtype)

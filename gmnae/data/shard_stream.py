@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .errors import ZooError
-from .zoo.format import CHUNK_ROWS, Zoo
+from ..errors import ZooError
+from ..zoo.format import CHUNK_ROWS, Zoo
 
 
 @dataclass

@@ -26,9 +26,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config_schema import (DatasetConfig, ModelConfig, TrainConfig, check_complete, check_values, merge_checked,
+from .schema import (DatasetConfig, ModelConfig, TrainConfig, check_complete, check_values, merge_checked,
                             typed)
-from .errors import ConfigError
+from ..errors import ConfigError
 
 GROUPS = ("dataset", "model", "trainer")
 EXPERIMENT = "experiment"  # configs/experiment/NAME.yaml: a recipe that may set groups and any key
@@ -46,7 +46,7 @@ CONFIG_PATH_ENV = "GMNAE_CONFIG_PATH"  # a user's config folders, searched befor
 
 def config_dir() -> Path:
     """The configs shipped inside the package (a wheel carries them: pyproject's package-data)."""
-    return Path(__file__).resolve().parent / "configs"
+    return Path(__file__).resolve().parent.parent / "configs"
 
 
 def config_dirs() -> list[Path]:
@@ -184,7 +184,7 @@ def parse_overrides(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
 
 def load_config(overrides: list[str] | None = None, base: DictConfig | None = None,
                 base_origin: str = "saved run config") -> DictConfig:
-    """Compose the training config and check it against the schema (gmnae/config_schema.py).
+    """Compose the training config and check it against the schema (gmnae/config/schema.py).
     `base`: a saved run config to start from (resume)."""
     groups, rest = parse_overrides(list(overrides or []))
     experiment = groups.pop(EXPERIMENT, None)

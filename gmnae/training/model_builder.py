@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ZooError
+from ..errors import ZooError
 
 
 def build_model(cfg: DictConfig, dm):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .weightspace import Architecture, cnn_forward, siren_render
+from ..weightspace import Architecture, cnn_forward, siren_render
 
 
 def inr_render_mse(arch: Architecture, original: torch.Tensor, decoded: torch.Tensor,
@@ -72,10 +72,10 @@ def aligned_param_distance(arch: Architecture, original: torch.Tensor, decoded: 
     statistics; symmetric and bounded, so the near-zero tensors of networks that never trained (they are in the
     zoos, at 0.04 accuracy) cannot blow it up. `activation`: the architecture's name, or per-network activation codes `[B]` for a mixed zoo.
     """
-    from .merge.matching import default_method, match_weights, unit_normalisation
-    from .weightspace.permutation_spec import permutation_spec
-    from .weightspace.registry import ACTIVATIONS
-    from .weightspace.symmetry import apply_element
+    from ..merge.matching import default_method, match_weights, unit_normalisation
+    from ..weightspace.permutation_spec import permutation_spec
+    from ..weightspace.registry import ACTIVATIONS
+    from ..weightspace.symmetry import apply_element
 
     if activation is None or isinstance(activation, str):
         groups = [(activation or arch.activation, torch.ones(len(decoded), dtype=torch.bool, device=decoded.device))]

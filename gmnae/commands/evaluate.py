@@ -2,7 +2,7 @@
 
     gmnae evaluate runs/digits-inr-scalegmn-small-s0/checkpoints/last.ckpt --split test --pairs 100
 
-Prints the barrier table (method x pair type) and the K-way merge table (gmnae/merge/kway_eval.py:
+Prints the barrier table (method x pair type) and the K-way merge table (gmnae/evaluation/kway_eval.py:
 K networks of one image / task merged by naive averaging, MergeMany and the autoencoder, next to
 their parents' mean) and writes CSV, PNG and `report.html` to --out (default:
 <run>/evaluate-<split>/). The run's `config.yaml` supplies the dataset (zoo, task data).
@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .errors import GmnaeError
+from ..errors import GmnaeError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,12 +53,12 @@ def run(args) -> int:
     import torch
     from omegaconf import OmegaConf
 
-    from .autoencoder import WeightSpaceAutoencoder
-    from .config import rename_legacy_keys
-    from .merge_evaluation import MergeEvaluation
-    from .merge.kway_eval import KWayEvaluation, parse_ks
-    from .report import write_evaluation
-    from .zoo.format import Zoo
+    from ..training.autoencoder import WeightSpaceAutoencoder
+    from ..config.load import rename_legacy_keys
+    from ..evaluation.merge_evaluation import MergeEvaluation
+    from ..evaluation.kway_eval import KWayEvaluation, parse_ks
+    from ..evaluation.report import write_evaluation
+    from ..zoo.format import Zoo
 
     ckpt = Path(args.ckpt)
     if not ckpt.exists():
@@ -96,7 +96,7 @@ def run(args) -> int:
     evaluation = MergeEvaluation.from_config(zoo, cfg, args.split)
     result = evaluation.run(model.eval())
     if zoo.arch.family != "siren" and args.fidelity_networks:
-        from .fidelity import zoo_split_fidelity
+        from ..evaluation.fidelity import zoo_split_fidelity
 
         result.reconstruction.update(zoo_split_fidelity(model, zoo, args.split, cfg.dataset.get("data_root"),
                                                         args.fidelity_networks, cfg.dataset.get("activation")))

@@ -11,9 +11,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from .callbacks import CheckpointOnInterrupt, build_callbacks
-    from .csv_log import AppendingCSVLogger
-    from .quiet import quiet_lightning
+    from ..evaluation.callbacks import CheckpointOnInterrupt, build_callbacks
+    from ..training.csv_log import AppendingCSVLogger
+    from ..quiet import quiet_lightning
 
     quiet_lightning()  # tips and known-harmless warnings (gmnae/quiet.py)
     # No version counter: there is one last.ckpt, the newest, whatever checkpoint settings a resumed

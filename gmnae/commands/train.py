@@ -25,11 +25,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import load_config, parse_overrides
-from .downstream_results import run_baselines, write_task_results
-from .errors import ConfigError, GmnaeError, check_writable
-from .model_builder import build_model
-from .run_folder import RUN_DIR_ENV, check_checkpoint_fits, resolve_checkpoint, resolve_run_dir
+from ..config.load import load_config, parse_overrides
+from ..evaluation.downstream_results import run_baselines, write_task_results
+from ..errors import ConfigError, GmnaeError, check_writable
+from ..training.model_builder import build_model
+from ..training.run_folder import RUN_DIR_ENV, check_checkpoint_fits, resolve_checkpoint, resolve_run_dir
 from .trainer_setup import build_trainer  # a module attribute: tests plug instruments in here
 
 
@@ -41,11 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the shipped configs; repeatable; also $GMNAE_CONFIG_PATH (docs/configuration.md)")
     p.add_argument("-m", "--multirun", action="store_true",
                    help="sweep: key=a,b,c values are run one after another, every combination in its own run "
-                        "(gmnae/sweep.py); the runs and a sweep.json land in runs_dir/<name>-sweep/")
+                        "(gmnae/commands/sweep.py); the runs and a sweep.json land in runs_dir/<name>-sweep/")
     p.add_argument("--build-zoo", action="store_true",
                    help="build a built-in dataset's zoo (digits-inr, digits-cnn) at its default path when it is "
                         "missing (what `make train` does); otherwise a missing zoo stops the run")
-    from .config import available
+    from ..config.load import available
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     try:
@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def prepare(cfg: DictConfig, build_zoo: bool = False) -> tuple[Path, "ZooDataModule", Path | None]:
     """Everything that can fail on bad input, before Lightning starts anything or a file is written: the
     datamodule's zoo checks (`prepare_data`), the checkpoint, the run folder."""
-    from .datamodule import ZooDataModule  # lightning: imported when a run starts, not for --help
+    from ..data.datamodule import ZooDataModule  # lightning: imported when a run starts, not for --help
 
     dm = ZooDataModule.from_config(cfg, build_zoo)
     dm.prepare_data()
@@ -94,8 +94,8 @@ def _in_checkpoint_restore(error: BaseException) -> bool:
 
 
 def _train(cfg: DictConfig, build_zoo: bool, note: str | None = None) -> Path:
-    from .callbacks import SaveRunConfig
-    from .threads import apply_threads
+    from ..evaluation.callbacks import SaveRunConfig
+    from ..threads import apply_threads
 
     devices = cfg.trainer.get("devices", 1)
     cpu_ranks = devices if cfg.trainer.get("accelerator") == "cpu" and isinstance(devices, int) else 1
@@ -193,7 +193,7 @@ def _trainer_for_this_machine(cfg: DictConfig, overrides: list[str],
 
 
 def run(args) -> int:
-    from .config import add_config_dir
+    from ..config.load import add_config_dir
 
     for folder in reversed(args.config_dir):  # the first --config-dir is searched first
         add_config_dir(folder)

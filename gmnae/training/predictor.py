@@ -6,7 +6,7 @@
 The same invariant encoder as the autoencoder (ScaleGMN, plus the optional function probe), then a
 small MLP head: logits over the classes (cross-entropy), or one number (MSE against the stored
 test accuracy). Targets come from the zoo's metadata by each batch's row index, so DDP sharding
-and resume work as for the autoencoder. The baselines (gmnae/baselines.py) are fitted on the same
+and resume work as for the autoencoder. The baselines (gmnae/evaluation/baselines.py) are fitted on the same
 split at the start of the run and logged beside the encoder's numbers.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.regression import KendallRankCorrCoef
 
-from .datamodule import Batch
+from ..data.shard_stream import Batch
 from .module import WeightSpaceModule
-from .weightspace import Architecture
+from ..weightspace import Architecture
 
 TASKS = ("classify", "predict-accuracy")
 TARGET_KEY = {"classify": "label", "predict-accuracy": "test_accuracy"}
@@ -31,7 +31,7 @@ class WeightSpacePredictor(WeightSpaceModule):
         super().__init__()
         self.save_hyperparameters(ignore=["targets"])  # targets travel as buffers
         from .autoencoder import resolve_symmetry
-        from .nn import EncoderConfig, FunctionProbe, ScaleGMNEncoder
+        from ..nn import EncoderConfig, FunctionProbe, ScaleGMNEncoder
 
         if task not in TASKS:
             raise ValueError(f"task {task!r}; expected one of {TASKS}")

@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from .errors import ConfigError
-from .weightspace.registry import ACTIVATIONS
+from ..errors import ConfigError
+from ..weightspace.registry import ACTIVATIONS
 
 
 def setting(default=NO_DEFAULT, *, factory=None, ge=None, gt=None, le=None, lt=None, choices=None, keys=None,
@@ -118,7 +118,7 @@ class CheckpointConfig:
 
 @dataclass
 class DatasetConfig:
-    """A `configs/dataset/<name>.yaml` (less its `defaults:` and `override:` blocks, see gmnae/config.py)."""
+    """A `configs/dataset/<name>.yaml` (less its `defaults:` and `override:` blocks, see gmnae/config/load.py)."""
 
     name: str = MISSING
     family: str = setting(MISSING, choices=("inr", "cnn"))  # the networks: INRs (SIRENs) or CNN classifiers
@@ -179,7 +179,7 @@ class TrainConfig:
     seed: int = setting(0, ge=0)
     mode: str = setting("fit", choices=("fit", "validate"))
     task: str = setting("autoencode", choices=("autoencode", "classify", "predict-accuracy"))
-    baselines: bool = True  # classify / predict-accuracy: fit the baselines (gmnae/baselines.py) in the same run
+    baselines: bool = True  # classify / predict-accuracy: fit the baselines (gmnae/evaluation/baselines.py) in the same run
     runs_dir: str = "runs"
     run_name: Optional[str] = None
     ckpt_path: Optional[str] = None

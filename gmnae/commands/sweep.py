@@ -31,8 +31,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .config import EXPERIMENT, load_config
-from .errors import ConfigError, check_writable
+from ..config.load import EXPERIMENT, load_config
+from ..errors import ConfigError, check_writable
 
 MANIFEST = "sweep.json"
 UNSWEPT = ("run_name", "runs_dir", "ckpt_path", "mode")  # a sweep owns its run names and folder; runs are fresh fits

@@ -12,7 +12,7 @@ by their resolved `config.yaml` with the seed (and bookkeeping keys such as run_
 runs started one by one group exactly like a sweep's; a group is labelled by the keys that differ
 between groups. Per group and row: mean ± sample std (ddof = 1) over the runs, and n; a single run
 shows its value alone. A missing, failed or unfinished run is named on one line and left out; the
-rest still aggregate. (`report.html`, the merging evaluation's page, is gmnae/report.py.)
+rest still aggregate. (`report.html`, the merging evaluation's page, is gmnae/evaluation/report.py.)
 """
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from .errors import GmnaeError
+from ..errors import GmnaeError
 
-SWEEP_MANIFEST = "sweep.json"  # gmnae/sweep.py writes it
+SWEEP_MANIFEST = "sweep.json"  # gmnae/commands/sweep.py writes it
 # Keys that name, place or pace a run without changing what it computes: not part of a group's identity.
 BOOKKEEPING = ("seed", "run_name", "runs_dir", "ckpt_path", "threads", "mode", "trainer.enable_progress_bar")
 ENCODER = "encoder"  # the row of the trained model (results.json calls it that too)
@@ -105,7 +105,7 @@ def _flatten(node, prefix: str = "") -> dict:
 
 
 def _schema_defaults() -> dict:
-    from .config_schema import TrainConfig
+    from ..config.schema import TrainConfig
 
     defaults = OmegaConf.to_container(OmegaConf.structured(TrainConfig), resolve=False, throw_on_missing=False)
     return {k: v for k, v in _flatten(defaults).items() if v != "???"}
@@ -118,7 +118,7 @@ def load_run(path: Path) -> Run:
         raise GmnaeError(f"{path}: no config.yaml (not a run folder, or the run never started)")
     if not metrics_csv.exists():
         raise GmnaeError(f"{path}: no csv/metrics.csv (the run never logged a metric)")
-    from .config import rename_legacy_keys
+    from ..config.load import rename_legacy_keys
 
     cfg = rename_legacy_keys(OmegaConf.to_container(OmegaConf.load(cfg_path)), "", str(cfg_path))  # older runs' keys
     metrics, epoch = final_metrics(metrics_csv)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from .model_builder import task_targets
+from ..training.model_builder import task_targets
 
 
 def run_baselines(cfg: DictConfig, dm, run_dir: Path, probe_points: int = 64) -> list[dict]:
@@ -25,7 +25,7 @@ def run_baselines(cfg: DictConfig, dm, run_dir: Path, probe_points: int = 64) ->
         params = torch.from_numpy(zoo.read_params(split))
         codes = None
         if zoo.arch.activation == "mixed":
-            from .weightspace.registry import codes_of
+            from ..weightspace.registry import codes_of
 
             codes = codes_of(zoo.activations(split))
         splits[split] = (params, y, codes)

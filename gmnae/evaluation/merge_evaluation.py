@@ -11,7 +11,7 @@ Gaussian noise) and independent pairs; all drawn from one read of the split (`me
 activation's group (`wm-signed`, `wm-scale`), `ae` (interpolate between
 decoded endpoints dec(enc(a)), dec(enc(b))) and `ae-latent` (decode (1-λ)z_a + λz_b).
 Every summary row carries the quality at the endpoints and at the midpoint λ = 0.5 (`end_<metric>`,
-`mid_<metric>`); `reconstruction` carries the fidelity measures (`gmnae/fidelity.py`: each decoded network
+`mid_<metric>`); `reconstruction` carries the fidelity measures (`gmnae/evaluation/fidelity.py`: each decoded network
 against its own original and another network's, beside the latent-blind decoder), shown by `table()`.
 
 Under DDP, every rank computes its share of the pairs (`rank`/`world_size`), the shares are
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import torch
 
 from .fidelity import cnn_fidelity, inr_fidelity, other_indices
-from .merge.barriers import barrier_metrics
-from .merge.interpolation import lambda_grid, linear_path, method_path, zoo_evaluator
-from .merge.pairs import PairSet, SplitNetworks, evaluation_pair_sets
-from .weightspace.registry import activation as activation_row, code_of
+from ..merge.barriers import barrier_metrics
+from ..merge.interpolation import lambda_grid, linear_path, method_path, zoo_evaluator
+from ..merge.pairs import PairSet, SplitNetworks, evaluation_pair_sets
+from ..weightspace.registry import activation as activation_row, code_of
 
 AE_METHODS = ("ae", "ae-latent")
 
@@ -199,7 +199,7 @@ class MergeEvaluation:
         if pair_type not in self._evaluators:
             ps = self.pair_sets[pair_type]
             if self.test_images is None and self.zoo.arch.family != "siren":
-                from .tasks.classification import task_images
+                from ..tasks.classification import task_images
 
                 self.test_images = task_images(self.zoo.task, "test", self.data_root)
             self._evaluators[pair_type] = zoo_evaluator(self.zoo, self.split, ps.index_a, activation=ps.activation,
@@ -283,7 +283,7 @@ class MergeEvaluation:
         """Independent pairs: every method's midpoint λ = 0.5 before and after `finetune_steps` Adam steps towards the
         pair's mean function (merge/finetune.py), scored as the curves are: PSNR against the target (INRs), held-out
         accuracy (CNNs). Keys `<pair type prefix>midpoint_<method>[+ft<S>]_<psnr|accuracy>`."""
-        from .merge.finetune import finetune_to_parents, function_inputs
+        from ..merge.finetune import finetune_to_parents, function_inputs
 
         out, steps = {}, self.finetune_steps
         device, dtype = model.device, next(model.parameters()).dtype
@@ -334,7 +334,7 @@ class MergeEvaluation:
     def reconstruction_quality(self, model) -> dict[str, float]:
         """INR: PSNR of decoded vs original renderings. CNN: accuracy of decoded vs original networks.
         Both next to the input-blind baselines (mean network, mean image), and the fidelity measures
-        (`gmnae/fidelity.py`): each decoded network against its own original and against another
+        (`gmnae/evaluation/fidelity.py`): each decoded network against its own original and against another
         network's, for the autoencoder and for the latent-blind decoder (one fixed latent: the mean latent
         of the evaluated networks)."""
         out = {}

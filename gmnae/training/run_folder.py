@@ -15,14 +15,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from .errors import ConfigError, GmnaeError
+from ..errors import ConfigError, GmnaeError
+from ..threads import external_launch
 
 RUN_DIR_ENV = "GMNAE_RUN_DIR"
-
-
-def external_launch() -> bool:
-    """True when another launcher (torchrun, srun, a Lightning parent) started several processes."""
-    return any(int(os.environ.get(k, "1")) > 1 for k in ("WORLD_SIZE", "SLURM_NTASKS")) or "LOCAL_RANK" in os.environ
 
 
 def resolve_run_dir(cfg: DictConfig, ckpt: Path | None = None) -> Path:

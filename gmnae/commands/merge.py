@@ -11,7 +11,7 @@ Methods: `wm`, `wm-signed`, `wm-scale` align B to A (two inputs); `naive` averag
 aligns K networks to each other (gmnae/merge/kway.py; `--match` picks the variant, default the
 activation's: wm-signed for sine/tanh, wm-scale for ReLU); `ae` decodes the weighted mean latent
 of the inputs with the autoencoder `--model` (a run folder or a .ckpt), `ae-endpoints` averages
-their decodings (gmnae/merge/ae_merge.py). Weights: `--alpha` for two inputs ((1 − α)·A + α·B),
+their decodings (gmnae/evaluation/ae_merge.py). Weights: `--alpha` for two inputs ((1 − α)·A + α·B),
 else equal unless `--weights w1,w2,...` (scaled to sum 1). With `--model`, every input must have
 the architecture the autoencoder was trained on.
 
@@ -37,7 +37,7 @@ import torch
 
 from ..errors import GmnaeError
 from ..weightspace.registry import ACTIVATIONS, activations_with
-from .state_files import (check_same_layout, flat_params, float_items, load_state_dict, resolve_architecture,
+from ..merge.state_files import (check_same_layout, flat_params, float_items, load_state_dict, resolve_architecture,
                           state_from_flat)
 
 PAIR_METHODS = ("wm", "wm-signed", "wm-scale")
@@ -98,7 +98,7 @@ def curve_task(arch, zoo) -> dict | None:
 
 
 def curve_evaluator(arch, zoo, a: torch.Tensor, data_root: str | None):
-    from .interpolation import ClassifierEvaluator, InrEvaluator
+    from ..merge.interpolation import ClassifierEvaluator, InrEvaluator
 
     if arch.family == "siren":
         res = int(zoo.task.get("resolution", 28)) if zoo is not None else 28
@@ -114,7 +114,7 @@ def finetune_merged(args, arch, zoo, merged: torch.Tensor, parents: torch.Tensor
     """`--finetune`: Adam steps of the merged network `[P]` towards its parents' `[K, P]` weighted mean function.
     Returns the tuned network and a note with the distance to that function before and after."""
     from ..weightspace.functional import forward
-    from .finetune import finetune_to_function, function_distance, function_inputs, parents_target
+    from ..merge.finetune import finetune_to_function, function_distance, function_inputs, parents_target
 
     if arch.family == "siren":
         task = zoo.task if zoo is not None else None
@@ -189,7 +189,7 @@ def input_paths(args) -> list[str]:
 
 def merge_weights(args, k: int) -> torch.Tensor:
     """The inputs' weights, summing to 1: --alpha (two inputs), --weights, or equal."""
-    from .kway import normalise_weights
+    from ..merge.kway import normalise_weights
 
     if args.alpha is not None:
         if not (0.0 <= args.alpha <= 1.0) or math.isnan(args.alpha):
@@ -285,7 +285,7 @@ def run(args) -> int:
     for p, st in zip(paths[1:], states[1:]):
         check_same_layout(paths[0], states[0], p, st)
     if args.method in AE_METHODS:
-        from .ae_merge import ae_endpoints_merge, ae_merge, load_autoencoder
+        from ..evaluation.ae_merge import ae_endpoints_merge, ae_merge, load_autoencoder
 
         model = load_autoencoder(args.model)
         arch = model_architecture(args, model)
@@ -294,7 +294,7 @@ def run(args) -> int:
         merged = fn(model, nets, weights, arch.activation)
         detail = f"model {args.model}"
     else:
-        from .kway import merge_many, weighted_mean
+        from ..merge.kway import merge_many, weighted_mean
 
         arch, _ = resolve_architecture(args, states[0])
         nets = torch.stack([flat_params(arch, p, st) for p, st in zip(paths, states)])
@@ -324,9 +324,9 @@ def run(args) -> int:
 
 def run_pair(args, alpha: float) -> int:
     """Two networks: B aligned to A by weight matching (or not: naive), (1 − α)·A + α·align(B), optional curve."""
-    from .barriers import barrier
-    from .interpolation import lambda_grid, linear_path
-    from .matching import check_method, match_weights
+    from ..merge.barriers import barrier
+    from ..merge.interpolation import lambda_grid, linear_path
+    from ..merge.matching import check_method, match_weights
 
     sa, sb = load_state_dict(args.a), load_state_dict(args.b)
     check_same_layout(args.a, sa, args.b, sb)

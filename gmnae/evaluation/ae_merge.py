@@ -17,7 +17,7 @@ import torch
 
 from ..errors import GmnaeError
 from ..weightspace import ACTIVATIONS
-from .kway import normalise_weights
+from ..merge.kway import normalise_weights
 
 
 def checkpoint_path(run_or_ckpt: str) -> Path:
@@ -36,7 +36,7 @@ def checkpoint_path(run_or_ckpt: str) -> Path:
 
 def load_autoencoder(run_or_ckpt: str, device: str = "cpu"):
     """The WeightSpaceAutoencoder of a run folder or checkpoint, in eval mode."""
-    from ..autoencoder import WeightSpaceAutoencoder
+    from ..training.autoencoder import WeightSpaceAutoencoder
 
     ckpt = checkpoint_path(run_or_ckpt)
     try:

@@ -36,7 +36,7 @@ class SaveRunConfig(L.Callback):
 
     def _save(self, trainer: L.Trainer) -> None:
         if trainer.is_global_zero and not self.done:
-            from .config import save_config
+            from ..config.load import save_config
 
             save_config(self.cfg, self.path)
         self.done = True
@@ -53,7 +53,7 @@ class InterpolationCallback(L.Callback):
     """Merging evaluation while a model trains (and once more at the end of fit).
 
     Every `every_n_val_epochs` validation epochs: interpolation curves of naive, weight matching,
-    `ae` and `ae-latent` paths on fixed seeded validation pairs (`gmnae.merge_evaluation`), which, like the
+    `ae` and `ae-latent` paths on fixed seeded validation pairs (`gmnae.evaluation.merge_evaluation`), which, like the
     task images, come from the run's `ZooDataModule` (`trainer.datamodule`; without one, from the
     zoo the config names). Each rank
     computes its share of the pairs and the shares are gathered, so all ranks log the same
@@ -76,9 +76,9 @@ class InterpolationCallback(L.Callback):
         from omegaconf import OmegaConf
 
         def evaluation(trainer: L.Trainer):
-            from .datamodule import ZooDataModule
+            from ..data.datamodule import ZooDataModule
             from .merge_evaluation import MergeEvaluation
-            from .zoo.format import Zoo
+            from ..zoo.format import Zoo
 
             dm = getattr(trainer, "datamodule", None)
             if isinstance(dm, ZooDataModule):

@@ -15,13 +15,13 @@ from __future__ import annotations
 import torch
 from torchmetrics import MeanMetric
 
-from .datamodule import Batch
+from ..data.shard_stream import Batch
 from .losses import aligned_param_distance, centred_logit_mse, distillation_kl, inr_render_mse, teacher_label_ce
-from .nn.decoder import build_decoder
+from ..nn.decoder import build_decoder
 from .module import WeightSpaceModule
-from .tasks.grid import coordinate_grid
-from .weightspace import Architecture
-from .weightspace.registry import codes_of, encoder_symmetry
+from ..tasks.grid import coordinate_grid
+from ..weightspace import Architecture
+from ..weightspace.registry import codes_of, encoder_symmetry
 
 
 def resolve_symmetry(symmetry: str, activation: str) -> str:
@@ -40,7 +40,7 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
             raise ValueError(f"family must be inr or cnn, not {family!r}")
         self.save_hyperparameters(ignore=["param_stats", "kind"])  # the statistics travel as decoder buffers
         self.hparams["family"] = family
-        from .nn import EncoderConfig, FunctionProbe, ScaleGMNEncoder
+        from ..nn import EncoderConfig, FunctionProbe, ScaleGMNEncoder
 
         self.arch = Architecture.from_dict(arch)
         self.family = family  # dataset family: inr (rendering loss) or cnn (distillation)
@@ -97,7 +97,7 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
             if dm is not None and hasattr(dm, "task_images"):
                 x, y = dm.task_images(split)
             else:
-                from .tasks.classification import task_images
+                from ..tasks.classification import task_images
 
                 x, y = task_images(self.task, split, self.data_root)
             self._task_images[split] = (x.to(self.device), y.to(self.device))

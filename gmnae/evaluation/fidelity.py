@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .weightspace import Architecture, cnn_forward
+from ..weightspace import Architecture, cnn_forward
 
 # Elements of the largest activation tensor one forward chunk may hold (as in merge/interpolation.py).
 _BUDGET = 2**25
@@ -171,8 +171,8 @@ def zoo_split_fidelity(model, zoo, split: str, data_root: str | None = None, lim
     the other activation); flat keys `split <activation|all>:fidelity_[blind_]<measure>`, as the evaluation's."""
     import numpy as np
 
-    from .tasks.classification import task_images
-    from .weightspace.registry import codes_of
+    from ..tasks.classification import task_images
+    from ..weightspace.registry import codes_of
 
     params = torch.from_numpy(zoo.read_params(split, limit=limit))
     acts = np.array(zoo.activations(split)[:len(params)])

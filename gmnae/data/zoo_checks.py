@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ZooError
-from .weightspace import named_architecture
-from .zoo.format import MANIFEST, Zoo, missing_zoo_hint
+from ..errors import ZooError
+from ..weightspace import named_architecture
+from ..zoo.format import MANIFEST, Zoo, missing_zoo_hint
 
 VERIFY_FULL_BYTES = 1 << 30  # checksum every shard before training when the zoo is smaller than this
 
@@ -20,8 +20,8 @@ def builds_missing_zoo(cfg, build_zoo: bool) -> bool:
     passes), for a built-in dataset at the zoo path its file names -- a moved or mistyped path, an
     empty folder elsewhere or a resume from another folder must not start a build of many minutes."""
     ds = cfg.dataset
-    from .config import dataset_file
-    from .run_folder import external_launch
+    from ..config.load import dataset_file
+    from ..threads import external_launch
 
     if not (build_zoo and ds.get("build")) or external_launch():
         return False
@@ -43,7 +43,7 @@ def check_zoo(root: Path, dataset: dict, build_if_missing: bool = False) -> Zoo:
                        f"that holds {MANIFEST}")
     if not (root / MANIFEST).exists():
         if build_if_missing:
-            from .zoo.forge import build_zoo as build
+            from ..zoo.forge import build_zoo as build
 
             print(f"zoo {root} is missing: building it (gmnae zoo build {dataset['build']}); interrupted builds resume")
             build(dataset["build"], root, src=dataset.get("data_root"))  # data_root: an IDX zoo's image files
@@ -67,7 +67,7 @@ def check_zoo(root: Path, dataset: dict, build_if_missing: bool = False) -> Zoo:
             raise ZooError(f"zoo {root} has no {split!r} split (it has {', '.join(zoo.splits)}); rebuild or re-import it")
     size = sum(s.path.stat().st_size for sp in zoo.splits for s in zoo.shards(sp) if s.path.exists())
     if size < VERIFY_FULL_BYTES:
-        from .zoo.verify import verify_zoo
+        from ..zoo.verify import verify_zoo
 
         verify_zoo(root)
     else:

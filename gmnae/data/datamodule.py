@@ -1,8 +1,8 @@
 """`ZooDataModule`: everything a run needs from its zoo, read in one place.
 
-- `prepare_data` checks the zoo against the dataset config (gmnae/zoo_checks.py; the train command calls it
+- `prepare_data` checks the zoo against the dataset config (gmnae/data/zoo_checks.py; the train command calls it
   before Lightning starts, so bad input stops with one line before a file is written);
-- train/val/test streams (`ShardStream`, gmnae/shard_stream.py), with mid-epoch resume state;
+- train/val/test streams (`ShardStream`, gmnae/data/shard_stream.py), with mid-epoch resume state;
 - `statistics_sample()`: the train networks the decoder's output statistics and the encoder's input
   scale come from (one activation's only when `dataset.activation` filters a mixed zoo);
 - `task_images(split)`: a CNN zoo's task images, loaded once for the loss, the probe and the evaluation;
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .errors import ZooError
+from ..errors import ZooError
 from .shard_stream import Batch, ShardStream, _collate_identity  # noqa: F401  (Batch, ShardStream: re-exported)
-from .weightspace.registry import code_of
-from .zoo.format import Zoo
+from ..weightspace.registry import code_of
+from ..zoo.format import Zoo
 
 
 def statistics_sample(zoo: Zoo, activation: str | None = None, limit: int = 4096) -> np.ndarray:
@@ -123,7 +123,7 @@ class ZooDataModule(L.LightningDataModule):
         if split not in self._task_images:
             if self.family != "cnn":
                 raise ValueError(f"zoo {self.zoo.root} holds INRs: there are no task images")
-            from .tasks import classification
+            from ..tasks import classification
 
             self._task_images[split] = classification.task_images(self.zoo.task, split, self.data_root)
         return self._task_images[split]
@@ -131,14 +131,14 @@ class ZooDataModule(L.LightningDataModule):
     def split_networks(self, split: str):
         """Parameters, metadata and activation codes of a whole split (an evaluation split), read once."""
         if split not in self._split_networks:
-            from .merge.pairs import SplitNetworks
+            from ..merge.pairs import SplitNetworks
 
             self._split_networks[split] = SplitNetworks.read(self.zoo, split)
         return self._split_networks[split]
 
     def evaluation_pairs(self, split: str, pairs_per_type: int, seed: int = 0, sigma: float = 0.005) -> dict:
         """Every pair type of the merging evaluation on `split`, from one read of the split."""
-        from .merge.pairs import evaluation_pair_sets
+        from ..merge.pairs import evaluation_pair_sets
 
         return evaluation_pair_sets(self.split_networks(split), pairs_per_type, seed, sigma, self.activation)
 

@@ -4,7 +4,7 @@
     result = ev.run(model)        # model None: naive and mergemany only
     print(result.table())         # also result.markdown(), result.html(), result.rows
 
-    python -m gmnae.merge.kway_eval --zoo zoo/mnist5k-inr-s8 --model runs/NAME --k 2,4,8 --groups 32
+    python -m gmnae.evaluation.kway_eval --zoo zoo/mnist5k-inr-s8 --model runs/NAME --k 2,4,8 --groups 32
 
 Groups: K separately trained networks of one image (INR zoos, `image_index`; an image needs ≥ K
 seeds: `gmnae zoo build mnist5k-inr --seeds N`) or of the zoo's task with one activation (CNN
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .interpolation import zoo_evaluator
-from .pairs import _rng
+from ..merge.interpolation import zoo_evaluator
+from ..merge.pairs import _rng
 
 DEFAULT_KS = (2, 4, 8)
 
@@ -156,8 +156,8 @@ class KWayEvaluation:
     @torch.no_grad()
     def run(self, model=None, log=None) -> KWayResult:
         from .ae_merge import ae_endpoints_merge, ae_merge
-        from .kway import merge_many, weighted_mean
-        from .matching import default_method
+        from ..merge.kway import merge_many, weighted_mean
+        from ..merge.matching import default_method
 
         t0 = time.perf_counter()
         rows, notes = [], []
@@ -204,7 +204,7 @@ class KWayEvaluation:
 
     def _finetuned(self, g, merged: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each merge after `finetune` steps towards its group's mean function."""
-        from .finetune import finetune_to_parents, function_inputs
+        from ..merge.finetune import finetune_to_parents, function_inputs
 
         parents = g.nets.double()
         inputs = function_inputs(g.arch, self.zoo.task, self.data_root).to(parents.dtype)
@@ -242,11 +242,11 @@ def parse_ks(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The K-way table (docs/results/kway.md; experiments/kway): python -m gmnae.merge.kway_eval --zoo DIR [--model RUN] [--k 2,4,8]."""
+    """The K-way table (docs/results/kway.md; experiments/kway): python -m gmnae.evaluation.kway_eval --zoo DIR [--model RUN] [--k 2,4,8]."""
     from ..errors import GmnaeError
     from ..zoo import Zoo
 
-    p = argparse.ArgumentParser(prog="python -m gmnae.merge.kway_eval", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m gmnae.evaluation.kway_eval", description=main.__doc__)
     p.add_argument("--zoo", required=True, help="zoo folder")
     p.add_argument("--model", help="autoencoder run folder or .ckpt (adds ae, ae-endpoints)")
     p.add_argument("--split", default="test")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from .datamodule import Batch
+from ..data.shard_stream import Batch
 from .optim import adamw_with_schedule
 
 
