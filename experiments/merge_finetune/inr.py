@@ -22,7 +22,7 @@ from gmnae.merge.pairs import zoo_pairs
 from gmnae.tasks.grid import coordinate_grid, psnr
 from gmnae.weightspace import siren_render
 from gmnae.zoo import Zoo
-from gmnae.zoo.forge import dwsnets_init
+from gmnae.zoo.inr_forge import dwsnets_init
 
 
 def main(ckpt: str, zoo_dir: str, n_pairs: int = 100) -> dict:

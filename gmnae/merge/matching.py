@@ -52,10 +52,8 @@ from ..weightspace.architecture import Architecture
 from ..weightspace.permutation_spec import PermutationSpec, permutation_spec
 from ..weightspace.registry import MIXED, activation as activation_row, activations_with
 from ..weightspace.symmetry import GroupElement, apply_element, compose, identity_element, invert
-# The solvers and the one-pair reference live in their own modules; their names stay importable from here.
-from .assignment import (available_solvers, certify_optimal, choose_solver, hungarian_torch,  # noqa: F401
-                         solve_assignments)
-from .reference_matching import reference_axes, reference_element, weight_matching_reference  # noqa: F401
+# The solvers live in gmnae/merge/assignment.py, the one-pair reference in gmnae/merge/reference_matching.py.
+from .assignment import certify_optimal, choose_solver, solve_assignments
 
 METHODS = ("naive", "wm", "wm-signed", "wm-scale")
 MATCH_METHODS = ("wm", "wm-signed", "wm-scale")
