@@ -109,10 +109,10 @@ def curve_evaluator(arch, zoo, a: torch.Tensor, data_root: str | None):
     return ClassifierEvaluator(arch, images.double(), labels, arch.activation)
 
 
-def finetune_merged(args, arch, zoo, merged: torch.Tensor, parents: torch.Tensor,
-                    weights: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """`--finetune`: Adam steps of the merged network `[P]` towards its parents' `[K, P]` weighted mean function.
-    Returns the tuned network and a note with the distance to that function before and after."""
+def finetune_merged(arch, zoo, merged: torch.Tensor, parents: torch.Tensor, weights: torch.Tensor, *, steps: int,
+                    lr: float, data_root: str | None) -> tuple[torch.Tensor, str]:
+    """`--finetune`: `steps` Adam steps (learning rate `lr`) of the merged network `[P]` towards its parents' `[K, P]`
+    weighted mean function. Returns the tuned network and a note with the distance to that function before and after."""
     from ..weightspace.functional import forward
     from ..merge.finetune import finetune_to_function, function_distance, function_inputs, parents_target
 
@@ -122,16 +122,16 @@ def finetune_merged(args, arch, zoo, merged: torch.Tensor, parents: torch.Tensor
         task = curve_task(arch, zoo)
         if task is None:
             raise GmnaeError("--finetune for a CNN needs its task's images: pass --zoo ZOO_DIR of the networks' task")
-    inputs = function_inputs(arch, task, args.data_root).to(merged.dtype)
+    inputs = function_inputs(arch, task, data_root).to(merged.dtype)
     target = parents_target(arch, parents.unsqueeze(0).to(merged.dtype), weights.unsqueeze(0).to(merged.dtype), inputs)
-    tuned = finetune_to_function(arch, merged.unsqueeze(0), target, inputs, args.finetune, args.finetune_lr)
+    tuned = finetune_to_function(arch, merged.unsqueeze(0), target, inputs, steps, lr)
 
     def distance(p):
         with torch.no_grad():
             return float(function_distance(arch, forward(arch, p, inputs), target)[0])
 
     what = "MSE to the parents' mean rendering" if arch.family == "siren" else "cross-entropy to the parents' mean prediction"
-    note = (f"; fine-tuned {args.finetune} steps: {what} {distance(merged.unsqueeze(0)):.4g} -> "
+    note = (f"; fine-tuned {steps} steps: {what} {distance(merged.unsqueeze(0)):.4g} -> "
             f"{distance(tuned):.4g}")
     return tuned[0], note
 
@@ -181,6 +181,16 @@ def check_outputs(args) -> None:
             raise GmnaeError(f"{flag} {out} is one of the inputs and would be overwritten; pass another path "
                              "(or --force to replace it)")
         check_writable(out.parent, f"{flag} {out}")
+
+
+def architecture_options(args) -> dict:
+    """--arch / --zoo / --activation as the keywords of `state_files.resolve_architecture`."""
+    return {"arch": args.arch, "zoo": args.zoo, "activation": args.activation}
+
+
+def finetune_options(args) -> dict:
+    """--finetune / --finetune-lr / --data-root as the keywords of `finetune_merged`."""
+    return {"steps": args.finetune, "lr": args.finetune_lr, "data_root": args.data_root}
 
 
 def input_paths(args) -> list[str]:
@@ -296,7 +306,7 @@ def run(args) -> int:
     else:
         from ..merge.kway import merge_many, weighted_mean
 
-        arch, _ = resolve_architecture(args, states[0])
+        arch, _ = resolve_architecture(paths[0], states[0], **architecture_options(args))
         nets = torch.stack([flat_params(arch, p, st) for p, st in zip(paths, states)])
         if args.method == "naive":
             merged, detail = weighted_mean(nets, weights), "no alignment"
@@ -312,7 +322,7 @@ def run(args) -> int:
         from ..zoo import Zoo
 
         zoo = Zoo(args.zoo) if args.zoo else None
-        merged, ft = finetune_merged(args, arch, zoo, merged, nets, weights)
+        merged, ft = finetune_merged(arch, zoo, merged, nets, weights, **finetune_options(args))
         detail += ft
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -330,7 +340,7 @@ def run_pair(args, alpha: float) -> int:
 
     sa, sb = load_state_dict(args.a), load_state_dict(args.b)
     check_same_layout(args.a, sa, args.b, sb)
-    arch, zoo = resolve_architecture(args, sa)
+    arch, zoo = resolve_architecture(args.a, sa, **architecture_options(args))
     try:
         check_method(args.method, arch.activation)
     except ValueError as e:
@@ -346,8 +356,8 @@ def run_pair(args, alpha: float) -> int:
     if args.finetune:
         if arch.family == "cnn" and curve_task(arch, zoo) is None:
             raise GmnaeError("--finetune for a CNN needs its task's images: pass --zoo ZOO_DIR of the networks' task")
-        merged, ft = finetune_merged(args, arch, zoo, merged, torch.stack([a, aligned]),
-                                     torch.tensor([1 - alpha, alpha], dtype=a.dtype))
+        merged, ft = finetune_merged(arch, zoo, merged, torch.stack([a, aligned]),
+                                     torch.tensor([1 - alpha, alpha], dtype=a.dtype), **finetune_options(args))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state_from_flat(sa, merged), out)
