@@ -37,23 +37,25 @@ import torch
 
 from ..errors import GmnaeError
 from ..weightspace.registry import ACTIVATIONS, activations_with
+from ..merge.methods import TABLE, help_text, names as method_names
 from ..merge.state_files import (check_same_layout, flat_params, float_items, load_state_dict, resolve_architecture,
                           state_from_flat)
 
-PAIR_METHODS = ("wm", "wm-signed", "wm-scale")
-AE_METHODS = ("ae", "ae-endpoints")
-METHOD_CHOICES = (*PAIR_METHODS, "naive", "mergemany", *AE_METHODS)
+# projections of the method table (gmnae/merge/methods.py)
+METHOD_CHOICES = method_names()                          # every method
+PAIR_METHODS = method_names(group="matching", inputs="2")  # wm, wm-signed, wm-scale: B aligned to A
+AE_METHODS = method_names(needs_model=True)              # ae, ae-endpoints: need --model
+CURVE_METHODS = method_names(curve=True, needs_model=False)  # naive and the pair matchings: --curve
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="state dict of network A (the reference; the output has its keys and units)")
     p.add_argument("b", help="state dict of network B (same architecture)")
-    p.add_argument("more", nargs="*", metavar="C", help="more networks (methods naive, mergemany, ae, ae-endpoints)")
+    p.add_argument("more", nargs="*", metavar="C",
+                   help=f"more networks (methods {', '.join(m.name for m in TABLE if m.inputs == 'K')})")
     p.add_argument("--method", choices=METHOD_CHOICES, default="wm",
-                   help=f"wm: permutations; wm-signed: signed permutations ({', '.join(activations_with('sign'))}); "
-                        f"wm-scale: permutations after unit-norm rescaling ({', '.join(activations_with('scale'))}); naive: no alignment; "
-                        "mergemany: K networks aligned to each other; ae: decode the mean latent (--model); "
-                        "ae-endpoints: mean of the decoded networks (default wm)")
+                   help=f"{help_text()} (wm-signed: {', '.join(activations_with('sign'))}; "
+                        f"wm-scale: {', '.join(activations_with('scale'))}; default wm)")
     p.add_argument("--alpha", type=float, help="two inputs: merged = (1 - alpha) A + alpha B (aligned) (default 0.5)")
     p.add_argument("--weights", help="w1,w2,...: one non-negative weight per input, scaled to sum 1 "
                                      "(default: equal; two inputs: --alpha)")
@@ -231,10 +233,10 @@ def check_method_inputs(args, k: int) -> None:
     if args.method in AE_METHODS and not args.model:
         raise GmnaeError(f"--method {args.method} decodes with an autoencoder: pass --model RUN_DIR (or a .ckpt)")
     if args.model and args.method not in AE_METHODS:
-        raise GmnaeError(f"--model is used by --method ae / ae-endpoints only, not {args.method}; drop it")
+        raise GmnaeError(f"--model is used by --method {' / '.join(AE_METHODS)} only, not {args.method}; drop it")
     if args.match and args.method != "mergemany":
         raise GmnaeError(f"--match picks the variant of --method mergemany; for two networks use --method {args.match}")
-    if args.curve and (k != 2 or args.method not in (*PAIR_METHODS, "naive")):
+    if args.curve and (k != 2 or args.method not in CURVE_METHODS):
         raise GmnaeError("--curve draws the path between two networks for naive and weight matching; drop it "
                          f"for --method {args.method} with {k} inputs")
 

@@ -28,6 +28,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ..errors import GmnaeError
+from ..merge.methods import current_columns
 
 SWEEP_MANIFEST = "sweep.json"  # gmnae/commands/sweep.py writes it
 # Keys that name, place or pace a run without changing what it computes: not part of a group's identity.
@@ -71,6 +72,7 @@ def final_metrics(metrics_csv: Path) -> tuple[dict[str, float], int | None]:
     last, epoch = {}, None
     with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
+            row = current_columns(row)  # an older evaluation's method names (ae-latent, ae) read as today's
             for key, value in row.items():
                 if key and value not in ("", None) and not _matches(key, NOT_METRICS):
                     last[key] = float(value)
