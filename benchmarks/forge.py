@@ -10,7 +10,8 @@ from gmnae.tasks import digits, mnist5k
 from gmnae.tasks.grid import coordinate_grid
 from gmnae.weightspace import Architecture
 from gmnae.zoo import siren_native
-from gmnae.zoo.forge import DigitsCNNConfig, DigitsCNNForge, MNIST5kINRConfig, MNIST5kINRForge, fit_inrs, siren_init
+from gmnae.zoo.cnn_forge import DigitsCNNConfig, DigitsCNNForge
+from gmnae.zoo.inr_forge import MNIST5kINRConfig, MNIST5kINRForge, fit_inrs, siren_init
 from gmnae.zoo.inr_forge import dwsnets_init, fit_inrs_on_grid
 
 

@@ -25,7 +25,7 @@ COMMANDS = {
     "train": ("gmnae.commands.train", "train an autoencoder: gmnae train dataset=NAME key=value ..."),
     "evaluate": ("gmnae.commands.evaluate", "interpolation/barrier evaluation of a trained checkpoint"),
     "merge": ("gmnae.commands.merge", "merge networks: weight matching (two), MergeMany or the autoencoder (K)"),
-    "report": ("gmnae.evaluation.results_table", "one table of runs' final metrics, mean ± std over seeds: gmnae report RUN|SWEEP ..."),
+    "report": ("gmnae.commands.report", "one table of runs' final metrics, mean ± std over seeds: gmnae report RUN|SWEEP ..."),
 }
 ZOO_COMMANDS = {
     "build": ("gmnae.zoo.commands", "build", "train a built-in zoo (digits-inr, mnist5k-inr, digits-cnn, mnist5k-cnn)"),

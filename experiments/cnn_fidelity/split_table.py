@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gmnae.merge.methods import current_rows
+
 COLUMNS = [("agreement_own", "agree own"), ("agreement_similar", "agree similar-acc"), ("gap", "own − similar"),
            ("agreement_other", "agree other"), ("kl_own", "KL own"), ("kl_similar", "KL similar"),
            ("accuracy_tau", "τ(acc)"), ("accuracy_abs_delta", "mean abs Δacc"), ("accuracy_decoded", "decoded acc"),
@@ -65,11 +67,13 @@ def merge_table(runs: list[Path], split: str) -> None:
     print("| variant | pairs | method | barrier (loss) | endpoint acc | midpoint acc |")
     print("|---|---|---|---|---|---|")
     for name, group in variants.items():
-        rows = [json.loads((r / f"evaluate-{split}" / "summary.json").read_text())["barriers"] for r in group]
+        # each summary.json is one evaluation; an older one's method names (ae, ae-latent) read as today's
+        rows = [current_rows(json.loads((r / f"evaluate-{split}" / "summary.json").read_text())["barriers"], by=())
+                for r in group]
         kinds = [k for k in dict.fromkeys(row["kind"] for row in rows[0]) if k.endswith("independent")]
         for kind in kinds:
             for method in dict.fromkeys(row["method"] for row in rows[0] if row["kind"] == kind):
-                if method == "ae-latent":
+                if method == "ae":  # the decoded mean latent: coincides with ae-endpoints to 3 decimals (docs/results/cnn-merge.md)
                     continue
                 got = [next(x for x in r if x["kind"] == kind and x["method"] == method) for r in rows]
                 print(f"| {name} ({len(group)} seeds) | {kind} × {got[0]['pairs']} | {method} | "

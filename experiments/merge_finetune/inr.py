@@ -5,8 +5,8 @@
 On the test split's independent pairs (two INRs of one image from different seeds), prints JSON with
 PSNR (dB) of: each decoded network against its own original's rendering, after 10/25/50 fine-tune
 steps towards that rendering, and the control — a fresh initialisation fitted for 25 steps; and the
-midpoint λ = 0.5 of naive, wm-signed, ae (mean of decoded endpoints) and ae-latent (decoded mean
-latent) against the parents' mean rendering, each before and after 25 steps (gmnae/merge/finetune.py).
+midpoint λ = 0.5 of naive, wm-signed, ae (decoded mean latent) and ae-endpoints (mean of the decoded
+endpoints; gmnae/merge/methods.py; before the method table these were called ae-latent and ae) against the parents' mean rendering, each before and after 25 steps (gmnae/merge/finetune.py).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from gmnae.merge.pairs import zoo_pairs
 from gmnae.tasks.grid import coordinate_grid, psnr
 from gmnae.weightspace import siren_render
 from gmnae.zoo import Zoo
-from gmnae.zoo.forge import dwsnets_init
+from gmnae.zoo.inr_forge import dwsnets_init
 
 
 def main(ckpt: str, zoo_dir: str, n_pairs: int = 100) -> dict:
@@ -56,7 +56,7 @@ def main(ckpt: str, zoo_dir: str, n_pairs: int = 100) -> dict:
     with torch.no_grad():
         mids = {"naive": method_path(arch, a, b, "naive", lam)[:, 0],
                 "wm-signed": method_path(arch, a, b, "wm-signed", lam)[:, 0],
-                "ae": 0.5 * (da + db), "ae-latent": model.decode(0.5 * (za + zb))}
+                "ae": model.decode(0.5 * (za + zb)), "ae-endpoints": 0.5 * (da + db)}
     parents, weights, target = torch.stack([a, b], 1), torch.full((len(a), 2), 0.5), 0.5 * (ra + rb)
     for name, mid in mids.items():
         out[f"midpoint_{name}"] = quality(mid, target)

@@ -37,23 +37,25 @@ import torch
 
 from ..errors import GmnaeError
 from ..weightspace.registry import ACTIVATIONS, activations_with
+from ..merge.methods import TABLE, help_text, names as method_names
 from ..merge.state_files import (check_same_layout, flat_params, float_items, load_state_dict, resolve_architecture,
                           state_from_flat)
 
-PAIR_METHODS = ("wm", "wm-signed", "wm-scale")
-AE_METHODS = ("ae", "ae-endpoints")
-METHOD_CHOICES = (*PAIR_METHODS, "naive", "mergemany", *AE_METHODS)
+# projections of the method table (gmnae/merge/methods.py)
+METHOD_CHOICES = method_names()                          # every method
+PAIR_METHODS = method_names(group="matching", inputs="2")  # wm, wm-signed, wm-scale: B aligned to A
+AE_METHODS = method_names(needs_model=True)              # ae, ae-endpoints: need --model
+CURVE_METHODS = method_names(curve=True, needs_model=False)  # naive and the pair matchings: --curve
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="state dict of network A (the reference; the output has its keys and units)")
     p.add_argument("b", help="state dict of network B (same architecture)")
-    p.add_argument("more", nargs="*", metavar="C", help="more networks (methods naive, mergemany, ae, ae-endpoints)")
+    p.add_argument("more", nargs="*", metavar="C",
+                   help=f"more networks (methods {', '.join(m.name for m in TABLE if m.inputs == 'K')})")
     p.add_argument("--method", choices=METHOD_CHOICES, default="wm",
-                   help=f"wm: permutations; wm-signed: signed permutations ({', '.join(activations_with('sign'))}); "
-                        f"wm-scale: permutations after unit-norm rescaling ({', '.join(activations_with('scale'))}); naive: no alignment; "
-                        "mergemany: K networks aligned to each other; ae: decode the mean latent (--model); "
-                        "ae-endpoints: mean of the decoded networks (default wm)")
+                   help=f"{help_text()} (wm-signed: {', '.join(activations_with('sign'))}; "
+                        f"wm-scale: {', '.join(activations_with('scale'))}; default wm)")
     p.add_argument("--alpha", type=float, help="two inputs: merged = (1 - alpha) A + alpha B (aligned) (default 0.5)")
     p.add_argument("--weights", help="w1,w2,...: one non-negative weight per input, scaled to sum 1 "
                                      "(default: equal; two inputs: --alpha)")
@@ -109,10 +111,10 @@ def curve_evaluator(arch, zoo, a: torch.Tensor, data_root: str | None):
     return ClassifierEvaluator(arch, images.double(), labels, arch.activation)
 
 
-def finetune_merged(args, arch, zoo, merged: torch.Tensor, parents: torch.Tensor,
-                    weights: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """`--finetune`: Adam steps of the merged network `[P]` towards its parents' `[K, P]` weighted mean function.
-    Returns the tuned network and a note with the distance to that function before and after."""
+def finetune_merged(arch, zoo, merged: torch.Tensor, parents: torch.Tensor, weights: torch.Tensor, *, steps: int,
+                    lr: float, data_root: str | None) -> tuple[torch.Tensor, str]:
+    """`--finetune`: `steps` Adam steps (learning rate `lr`) of the merged network `[P]` towards its parents' `[K, P]`
+    weighted mean function. Returns the tuned network and a note with the distance to that function before and after."""
     from ..weightspace.functional import forward
     from ..merge.finetune import finetune_to_function, function_distance, function_inputs, parents_target
 
@@ -122,16 +124,16 @@ def finetune_merged(args, arch, zoo, merged: torch.Tensor, parents: torch.Tensor
         task = curve_task(arch, zoo)
         if task is None:
             raise GmnaeError("--finetune for a CNN needs its task's images: pass --zoo ZOO_DIR of the networks' task")
-    inputs = function_inputs(arch, task, args.data_root).to(merged.dtype)
+    inputs = function_inputs(arch, task, data_root).to(merged.dtype)
     target = parents_target(arch, parents.unsqueeze(0).to(merged.dtype), weights.unsqueeze(0).to(merged.dtype), inputs)
-    tuned = finetune_to_function(arch, merged.unsqueeze(0), target, inputs, args.finetune, args.finetune_lr)
+    tuned = finetune_to_function(arch, merged.unsqueeze(0), target, inputs, steps, lr)
 
     def distance(p):
         with torch.no_grad():
             return float(function_distance(arch, forward(arch, p, inputs), target)[0])
 
     what = "MSE to the parents' mean rendering" if arch.family == "siren" else "cross-entropy to the parents' mean prediction"
-    note = (f"; fine-tuned {args.finetune} steps: {what} {distance(merged.unsqueeze(0)):.4g} -> "
+    note = (f"; fine-tuned {steps} steps: {what} {distance(merged.unsqueeze(0)):.4g} -> "
             f"{distance(tuned):.4g}")
     return tuned[0], note
 
@@ -183,6 +185,16 @@ def check_outputs(args) -> None:
         check_writable(out.parent, f"{flag} {out}")
 
 
+def architecture_options(args) -> dict:
+    """--arch / --zoo / --activation as the keywords of `state_files.resolve_architecture`."""
+    return {"arch": args.arch, "zoo": args.zoo, "activation": args.activation}
+
+
+def finetune_options(args) -> dict:
+    """--finetune / --finetune-lr / --data-root as the keywords of `finetune_merged`."""
+    return {"steps": args.finetune, "lr": args.finetune_lr, "data_root": args.data_root}
+
+
 def input_paths(args) -> list[str]:
     return [args.a, args.b, *(getattr(args, "more", None) or [])]
 
@@ -221,10 +233,10 @@ def check_method_inputs(args, k: int) -> None:
     if args.method in AE_METHODS and not args.model:
         raise GmnaeError(f"--method {args.method} decodes with an autoencoder: pass --model RUN_DIR (or a .ckpt)")
     if args.model and args.method not in AE_METHODS:
-        raise GmnaeError(f"--model is used by --method ae / ae-endpoints only, not {args.method}; drop it")
+        raise GmnaeError(f"--model is used by --method {' / '.join(AE_METHODS)} only, not {args.method}; drop it")
     if args.match and args.method != "mergemany":
         raise GmnaeError(f"--match picks the variant of --method mergemany; for two networks use --method {args.match}")
-    if args.curve and (k != 2 or args.method not in (*PAIR_METHODS, "naive")):
+    if args.curve and (k != 2 or args.method not in CURVE_METHODS):
         raise GmnaeError("--curve draws the path between two networks for naive and weight matching; drop it "
                          f"for --method {args.method} with {k} inputs")
 
@@ -296,7 +308,7 @@ def run(args) -> int:
     else:
         from ..merge.kway import merge_many, weighted_mean
 
-        arch, _ = resolve_architecture(args, states[0])
+        arch, _ = resolve_architecture(paths[0], states[0], **architecture_options(args))
         nets = torch.stack([flat_params(arch, p, st) for p, st in zip(paths, states)])
         if args.method == "naive":
             merged, detail = weighted_mean(nets, weights), "no alignment"
@@ -312,7 +324,7 @@ def run(args) -> int:
         from ..zoo import Zoo
 
         zoo = Zoo(args.zoo) if args.zoo else None
-        merged, ft = finetune_merged(args, arch, zoo, merged, nets, weights)
+        merged, ft = finetune_merged(arch, zoo, merged, nets, weights, **finetune_options(args))
         detail += ft
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -330,7 +342,7 @@ def run_pair(args, alpha: float) -> int:
 
     sa, sb = load_state_dict(args.a), load_state_dict(args.b)
     check_same_layout(args.a, sa, args.b, sb)
-    arch, zoo = resolve_architecture(args, sa)
+    arch, zoo = resolve_architecture(args.a, sa, **architecture_options(args))
     try:
         check_method(args.method, arch.activation)
     except ValueError as e:
@@ -346,8 +358,8 @@ def run_pair(args, alpha: float) -> int:
     if args.finetune:
         if arch.family == "cnn" and curve_task(arch, zoo) is None:
             raise GmnaeError("--finetune for a CNN needs its task's images: pass --zoo ZOO_DIR of the networks' task")
-        merged, ft = finetune_merged(args, arch, zoo, merged, torch.stack([a, aligned]),
-                                     torch.tensor([1 - alpha, alpha], dtype=a.dtype))
+        merged, ft = finetune_merged(arch, zoo, merged, torch.stack([a, aligned]),
+                                     torch.tensor([1 - alpha, alpha], dtype=a.dtype), **finetune_options(args))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state_from_flat(sa, merged), out)

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import ZooError
-from .shard_stream import Batch, ShardStream, _collate_identity  # noqa: F401  (Batch, ShardStream: re-exported)
+from .shard_stream import ShardStream, _collate_identity
 from ..weightspace.registry import code_of
 from ..zoo.format import Zoo
 

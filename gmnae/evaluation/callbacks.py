@@ -53,7 +53,7 @@ class InterpolationCallback(L.Callback):
     """Merging evaluation while a model trains (and once more at the end of fit).
 
     Every `every_n_val_epochs` validation epochs: interpolation curves of naive, weight matching,
-    `ae` and `ae-latent` paths on fixed seeded validation pairs (`gmnae.evaluation.merge_evaluation`), which, like the
+    `ae` and `ae-endpoints` paths on fixed seeded validation pairs (`gmnae.evaluation.merge_evaluation`), which, like the
     task images, come from the run's `ZooDataModule` (`trainer.datamodule`; without one, from the
     zoo the config names). Each rank
     computes its share of the pairs and the shares are gathered, so all ranks log the same

@@ -8,8 +8,10 @@
 Pair types (per activation of the zoo): orbit pairs for each set of symmetries (the activation's orbit
 symmetries in `weightspace.registry`: P/D/PD with sign symmetry, P/S/PS with positive-scale symmetry, plus
 Gaussian noise) and independent pairs; all drawn from one read of the split (`merge.pairs.SplitNetworks`). Methods: `naive`, `wm` and the matching variant of the
-activation's group (`wm-signed`, `wm-scale`), `ae` (interpolate between
-decoded endpoints dec(enc(a)), dec(enc(b))) and `ae-latent` (decode (1-λ)z_a + λz_b).
+activation's group (`wm-signed`, `wm-scale`), `ae` (decode (1-λ)z_a + λz_b) and `ae-endpoints` (interpolate
+between the decoded endpoints dec(enc(a)), dec(enc(b))): at λ, each is `gmnae merge --method M --alpha λ`
+(one meaning per name: the table in gmnae/merge/methods.py; runs written before it called these `ae-latent`
+and `ae`, read back with `methods.current_rows` / `current_columns`).
 Every summary row carries the quality at the endpoints and at the midpoint λ = 0.5 (`end_<metric>`,
 `mid_<metric>`); `reconstruction` carries the fidelity measures (`gmnae/evaluation/fidelity.py`: each decoded network
 against its own original and another network's, beside the latent-blind decoder), shown by `table()`.
@@ -29,10 +31,11 @@ import torch
 from .fidelity import cnn_fidelity, inr_fidelity, other_indices
 from ..merge.barriers import barrier_metrics
 from ..merge.interpolation import lambda_grid, linear_path, method_path, zoo_evaluator
+from ..merge.methods import names
 from ..merge.pairs import PairSet, SplitNetworks, evaluation_pair_sets
 from ..weightspace.registry import activation as activation_row, code_of
 
-AE_METHODS = ("ae", "ae-latent")
+AE_METHODS = names(needs_model=True, curve=True)  # ae, ae-endpoints (gmnae/merge/methods.py)
 
 
 def baseline_methods(activation: str) -> tuple[str, ...]:
@@ -226,10 +229,10 @@ class MergeEvaluation:
         codes = torch.full((len(idx),), code_of(ps.activation), device=device)
         lam = self.lambdas.to(device, dtype)
         za, zb = model.encode(a, codes), model.encode(b, codes)
-        ae_path = linear_path(model.decode(za), model.decode(zb), lam)
         z_path = linear_path(za, zb, lam)  # [n, L, d]
         latent_path = model.decode(z_path.reshape(-1, z_path.shape[-1])).view(len(idx), len(lam), -1)
-        return {"ae": ev(ae_path), "ae-latent": ev(latent_path)}
+        endpoints_path = linear_path(model.decode(za), model.decode(zb), lam)
+        return {"ae": ev(latent_path), "ae-endpoints": ev(endpoints_path)}
 
     def _shard_evaluator(self, pair_type: str, idx: torch.Tensor):
         """The pair type's evaluator restricted to the pairs `idx` (targets and references follow the pairs)."""
@@ -297,8 +300,8 @@ class MergeEvaluation:
                     for m in baseline_methods(ps.activation)}
             codes = torch.full((len(a),), code_of(ps.activation), device=device)
             za, zb = model.encode(a, codes), model.encode(b, codes)
-            mids["ae"] = 0.5 * (model.decode(za) + model.decode(zb))
-            mids["ae-latent"] = model.decode(0.5 * (za + zb))
+            mids["ae"] = model.decode(0.5 * (za + zb))
+            mids["ae-endpoints"] = 0.5 * (model.decode(za) + model.decode(zb))
             inputs = function_inputs(ps.arch, self.zoo.task, self.data_root,
                                      train_images=self.train_images).to(device, dtype)
             parents = torch.stack([a, b], 1)

@@ -20,13 +20,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .merge_evaluation import EvaluationResult  # noqa: E402
+from ..merge.methods import TABLE, current_rows, names  # noqa: E402
 from ..weightspace import ACTIVATIONS, forward  # noqa: E402
 
-METHOD_COLORS = {"naive": "#7f7f7f", "wm": "#1f77b4", "wm-signed": "#17becf", "wm-scale": "#17becf",
-                 "ae": "#d62728", "ae-latent": "#ff7f0e"}
-# ae and ae-latent often lie on top of each other: a dashed, marked line keeps the one below visible
-METHOD_STYLES = {"ae-latent": {"ls": "--", "marker": "o", "ms": 3}, "naive": {"ls": ":"}}
-AE_METHODS = ("ae", "ae-latent")
+# projections of the method table (gmnae/merge/methods.py)
+METHOD_COLORS = {m.name: m.color for m in TABLE}
+METHOD_STYLES = {m.name: m.plot_style for m in TABLE if m.style}
+AE_METHODS = names(needs_model=True)
 PAIR_TYPES_LEGEND = (
     "<p class='legend'><b>Pair types.</b> <b>orbit-…</b>: network B is network A moved along its symmetry "
     "orbit (same function, other weights), plus small noise: <b>P</b> permutes hidden neurons, <b>D</b> flips "
@@ -34,8 +34,8 @@ PAIR_TYPES_LEGEND = (
     "<b>PS</b> combine both. <b>independent</b>: two separately trained networks of the same task (INRs: the "
     "same image, other seeds). <b>Methods.</b> naive: straight line between the raw weights; wm / wm-signed / "
     "wm-scale: weight matching (permutations; with sign flips; after unit-norm rescaling) aligns B to A first; "
-    "ae: the line between the decoded networks dec(enc(A)), dec(enc(B)); ae-latent: decoding the line between "
-    "the latents.</p>")
+    "ae: decoding the line between the latents enc(A), enc(B); ae-endpoints: the line between the decoded networks "
+    "dec(enc(A)), dec(enc(B)).</p>")
 
 
 def curves_figure(result: EvaluationResult, pair_types: list[str] | None = None):
@@ -119,7 +119,7 @@ def training_figure(metrics_csv: Path):
 
 def barrier_history_figure(barriers_csv: Path):
     """Mean barrier of each method over the evaluations of a run, one panel per pair type."""
-    rows = _read_csv(barriers_csv)
+    rows = current_rows(_read_csv(barriers_csv))  # older evaluations' names read as today's
     pair_types = list(dict.fromkeys(r["kind"] for r in rows))
     if not pair_types:
         return None
@@ -222,7 +222,7 @@ def barrier_table_html(result: EvaluationResult) -> str:
                 extra += f"<br><small>acc {r['end_accuracy_mean']:.3f} → mid {r['mid_accuracy_mean']:.3f}</small>"
             cells.append(f"<td{cls}>{r['barrier_mean']:.4f} ± {r['barrier_std']:.4f}{extra}</td>")
         body.append(f"<tr><th>{html.escape(m)}</th>{''.join(cells)}</tr>")
-    note = ("<p class='note'>ae, ae-latent: not ranked (no green cell) -- the decoded networks are worse than the "
+    note = (f"<p class='note'>{', '.join(AE_METHODS)}: not ranked (no green cell) -- the decoded networks are worse than the "
             "zoo's mean network (see reconstruction quality), so a low barrier says nothing yet.</p>" if unranked else "")
     return f"<table><tr><th>method</th>{head}</tr>{''.join(body)}</table>{note}"
 

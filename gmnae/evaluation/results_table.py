@@ -1,4 +1,4 @@
-"""`gmnae report RUN…`: one table of runs' final metrics, mean ± std over seeds.
+"""The table of `gmnae report RUN…` (gmnae/commands/report.py): one table of runs' final metrics, mean ± std over seeds.
 
     gmnae report runs/digits-inr-scalegmn-small-sweep            # a sweep folder (its sweep.json)
     gmnae report runs/cls-s0 runs/cls-s1 runs/cls-s2 --out table.md
@@ -16,13 +16,11 @@ rest still aggregate. (`report.html`, the merging evaluation's page, is gmnae/ev
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import fnmatch
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ..errors import GmnaeError
+from ..merge.methods import current_columns
 
 SWEEP_MANIFEST = "sweep.json"  # gmnae/commands/sweep.py writes it
 # Keys that name, place or pace a run without changing what it computes: not part of a group's identity.
@@ -37,14 +36,6 @@ BOOKKEEPING = ("seed", "run_name", "runs_dir", "ckpt_path", "threads", "mode", "
 ENCODER = "encoder"  # the row of the trained model (results.json calls it that too)
 NOT_METRICS = ("epoch", "step", "lr-*", "train/*", "interp/seconds")  # bookkeeping and running training values
 SHOWN = ("val/*", "test/*", "recon/*")  # the default columns; interp/* (80 barrier figures) on request
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="run folders, sweep folders (with sweep.json) or folders holding run folders")
-    p.add_argument("--out", type=Path, help="also write the table: .md (Markdown) or .csv (means, stds and n)")
-    p.add_argument("--metrics", help="comma-separated columns or patterns to show, e.g. 'val/psnr,interp/*/barrier' "
-                                     "(default: val/*, test/*, recon/*)")
 
 
 @dataclass
@@ -81,6 +72,7 @@ def final_metrics(metrics_csv: Path) -> tuple[dict[str, float], int | None]:
     last, epoch = {}, None
     with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
+            row = current_columns(row)  # an older evaluation's method names (ae-latent, ae) read as today's
             for key, value in row.items():
                 if key and value not in ("", None) and not _matches(key, NOT_METRICS):
                     last[key] = float(value)
@@ -214,26 +206,3 @@ def as_csv(columns: list[str], table: list[dict]) -> str:
         w.writerow([e["group"], e["row"], e["n"], e["seeds"],
                     *(x for m in columns for x in (e[m] if e[m] else ("", "")))])
     return buf.getvalue()
-
-
-def run(args) -> int:
-    paths, problems = find_runs([Path(p) for p in args.runs])
-    runs = []
-    for path in paths:
-        try:
-            runs.append(load_run(path))
-        except GmnaeError as e:
-            problems.append(str(e))
-    for line in problems:
-        print(f"gmnae report: skipped {line}", file=sys.stderr)
-    if not runs:
-        raise GmnaeError("no finished run to tabulate among " + " ".join(args.runs))
-    only = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
-    columns, table = aggregate(group_runs(runs), only)
-    text = markdown(columns, table)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(as_csv(columns, table) if args.out.suffix == ".csv" else text + "\n")
-        print(f"table: {args.out}")
-    return 0

@@ -32,8 +32,9 @@ from ..weightspace.architecture import Architecture
 from ..weightspace.layout import unflatten
 from ..weightspace.symmetry import GroupElement, compose, identity_element, invert, random_element
 from .matching import check_method, default_method, match_weights, transform, unit_normalisation
+from .methods import names
 
-KWAY_METHODS = ("naive", "mergemany", "ae", "ae-endpoints")
+KWAY_METHODS = names(inputs="K")  # naive, mergemany, ae, ae-endpoints (the method table: gmnae/merge/methods.py)
 
 
 @dataclass

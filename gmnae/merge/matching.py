@@ -52,13 +52,13 @@ from ..weightspace.architecture import Architecture
 from ..weightspace.permutation_spec import PermutationSpec, permutation_spec
 from ..weightspace.registry import MIXED, activation as activation_row, activations_with
 from ..weightspace.symmetry import GroupElement, apply_element, compose, identity_element, invert
-# The solvers and the one-pair reference live in their own modules; their names stay importable from here.
-from .assignment import (available_solvers, certify_optimal, choose_solver, hungarian_torch,  # noqa: F401
-                         solve_assignments)
-from .reference_matching import reference_axes, reference_element, weight_matching_reference  # noqa: F401
+# The solvers live in gmnae/merge/assignment.py, the one-pair reference in gmnae/merge/reference_matching.py.
+from .assignment import certify_optimal, choose_solver, solve_assignments
+from .methods import TABLE, names
 
-METHODS = ("naive", "wm", "wm-signed", "wm-scale")
-MATCH_METHODS = ("wm", "wm-signed", "wm-scale")
+# projections of the method table (gmnae/merge/methods.py): the weight-space methods of a pair path, the matchings
+METHODS = names(curve=True, needs_model=False)        # naive, wm, wm-signed, wm-scale
+MATCH_METHODS = names(group="matching", inputs="2")   # wm, wm-signed, wm-scale
 
 
 @dataclass
@@ -73,8 +73,8 @@ class MatchResult:
 # ---------------------------------------------------------------------------------------------
 # Method / activation checks
 # ---------------------------------------------------------------------------------------------
-_GROUP_OF_METHOD = {"wm-signed": ("sign", "flips signs of hidden units"),
-                    "wm-scale": ("scale", "rescales hidden units")}
+_GROUP_OF_METHOD = {m.name: m.symmetry for m in TABLE if m.symmetry}  # wm-signed: sign, wm-scale: scale
+_SYMMETRY_DOES = {"sign": "flips signs of hidden units", "scale": "rescales hidden units"}
 
 
 def check_method(method: str, activation: str) -> None:
@@ -83,10 +83,11 @@ def check_method(method: str, activation: str) -> None:
         raise ValueError(f"unknown merge method {method!r}; expected one of {', '.join(METHODS)}")
     if method not in _GROUP_OF_METHOD:
         return
-    group, does = _GROUP_OF_METHOD[method]
+    group = _GROUP_OF_METHOD[method]
+    does = _SYMMETRY_DOES[group]
     if activation_row(activation).group_name != group:
         fits = ", ".join(activations_with(group))
-        others = " or ".join(m for m in ("wm", *_GROUP_OF_METHOD) if m != method)
+        others = " or ".join(m for m in MATCH_METHODS if m != method)
         raise ValueError(f"{method} {does}, which is a symmetry only of {fits}, not {activation!r}; use {others}")
 
 
@@ -282,7 +283,7 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
     first sweeps make one block rather than a small one per chunk of the batch."""
     spec = permutation_spec(arch)
     act = activation or getattr(arch, "activation", None)
-    if method in ("wm-signed", "wm-scale"):
+    if method in _GROUP_OF_METHOD:  # the variants that depend on the activation
         if act in (MIXED, None):
             raise ValueError(f"{method} depends on the activation: pass activation= for a mixed-activation "
                              "architecture or a permutation spec")

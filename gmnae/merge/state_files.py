@@ -85,31 +85,35 @@ def infer_architecture(path: str, state: dict):
                      "(siren, small-cnn-relu, small-cnn-tanh, digits-cnn-*, mnist5k-cnn-*) or --arch ZOO_DIR")
 
 
-def resolve_architecture(args, state: dict):
-    """(architecture with a concrete activation, zoo or None) from --arch / --zoo / the file."""
+def resolve_architecture(path: str, state: dict, *, arch: str | None = None, zoo: str | None = None,
+                         activation: str | None = None):
+    """(architecture with a concrete activation, zoo or None) of the network file `path` (its state dict `state`):
+    from `arch` (a name or a zoo folder: --arch), else the `zoo` folder (--zoo), else the file; `activation`
+    (--activation) picks one of a mixed architecture's activations."""
     from ..weightspace import named_architecture
     from ..zoo import Zoo
 
-    zoo = Zoo(args.zoo) if args.zoo else None
-    if args.arch:
-        if Path(args.arch).is_dir():
-            zoo_arch = Zoo(args.arch)
+    arch_name = arch
+    zoo = Zoo(zoo) if zoo else None
+    if arch_name:
+        if Path(arch_name).is_dir():
+            zoo_arch = Zoo(arch_name)
             zoo = zoo or zoo_arch
             arch = zoo_arch.arch
         else:
             try:
-                arch = named_architecture(args.arch)
+                arch = named_architecture(arch_name)
             except ValueError as e:
-                raise GmnaeError(f"--arch {args.arch}: {e}") from e
+                raise GmnaeError(f"--arch {arch_name}: {e}") from e
     elif zoo is not None:
         arch = zoo.arch
     else:  # what the file records (gmnae zoo export), else what its keys and shapes name
-        arch = recorded_architecture(args.a) or infer_architecture(args.a, state)
-    if args.activation:
-        if arch.activation not in ("mixed", args.activation):
-            raise GmnaeError(f"--activation {args.activation} contradicts the architecture's {arch.activation}; "
+        arch = recorded_architecture(path) or infer_architecture(path, state)
+    if activation:
+        if arch.activation not in ("mixed", activation):
+            raise GmnaeError(f"--activation {activation} contradicts the architecture's {arch.activation}; "
                              "drop --activation or pick the matching --arch")
-        arch = arch.with_activation(args.activation)
+        arch = arch.with_activation(activation)
     if arch.activation == "mixed":
         raise GmnaeError(f"{arch.name or 'this zoo'} mixes activations: pass --activation NAME for these networks "
                          f"({'|'.join(ACTIVATIONS)})")

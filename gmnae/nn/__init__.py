@@ -2,7 +2,8 @@
 from .config import EncoderConfig
 from .graph import DenseGraph, EdgeListGraph, GraphLayout, dense_graph, edge_list_graph, graph_layout
 from .probe import FunctionProbe
-from .scalegmn import ScaleGMNEncoder, ScaleGMNLayer
+from .scalegmn import ScaleGMNEncoder
+from .scalegmn_layer import ScaleGMNLayer
 from .scatter import has_torch_scatter, scatter_backend, scatter_sum
 
 __all__ = ["EncoderConfig", "FunctionProbe", "ScaleGMNEncoder", "ScaleGMNLayer", "DenseGraph", "EdgeListGraph",

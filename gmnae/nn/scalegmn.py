@@ -51,10 +51,9 @@ from gmnae.weightspace.functional import activation_codes
 from gmnae.weightspace.registry import MIXED, activation as activation_row, group_masks
 
 from .config import EncoderConfig
-from .gated_edge import _GatedEdge, gated_edge  # noqa: F401  (re-exported: the kernel's old home)
 from .graph import DenseGraph, EdgeListGraph, dense_graph, edge_list_graph, graph_layout
 from .invariant_blocks import Canon, InvariantMLP, PlainMLP
-from .scalegmn_layer import EdgeMessage, ScaleGMNLayer  # noqa: F401  (re-exported)
+from .scalegmn_layer import ScaleGMNLayer
 from .scatter import scatter_sum
 
 class ScaleGMNEncoder(nn.Module):

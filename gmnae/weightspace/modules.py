@@ -11,7 +11,7 @@ import torch.nn as nn
 from .architecture import Architecture
 from .functional import _tf_pad
 from .layout import unflatten
-from .registry import Sine, activation  # noqa: F401  (Sine: importable from here as before)
+from .registry import activation
 
 
 class TFSamePad(nn.Module):

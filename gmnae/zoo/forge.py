@@ -25,15 +25,12 @@ import numpy as np
 import torch
 
 from ..errors import GmnaeError
-# The forges; their names stay importable from here.
-from .cnn_forge import (ADAM_BETAS, OPTIMIZERS, RMSPROP_RHO, TRUNCATED_UNIT_STD, DigitsCNNConfig,  # noqa: F401
-                        DigitsCNNForge, MNIST5kCNNConfig, MNIST5kCNNForge, cnn_init, draw_cnn_hparams, init_weight,
-                        train_cnns)
+# The forges
+from .cnn_forge import DigitsCNNConfig, DigitsCNNForge, MNIST5kCNNConfig, MNIST5kCNNForge
 from .format import ZooWriter, read_shard_meta
-from .inr_forge import (DigitsINRConfig, DigitsINRForge, IdxINRConfig, IdxINRForge, MNIST5kINRConfig,  # noqa: F401
-                        MNIST5kINRForge, MNISTINRForge, dwsnets_init, fit_inrs, image_splits, siren_init,
-                        siren_mse_grad)
-# resumable writing, shared with the importers (BuildInterrupted stays importable from here)
+from .inr_forge import (DigitsINRConfig, DigitsINRForge, IdxINRConfig, IdxINRForge, MNIST5kINRConfig, MNIST5kINRForge,
+                        MNISTINRForge)
+# resumable writing, shared with the importers
 from .shard_writer import BuildInterrupted, block_path, check_build_settings, finished_blocks, progress_bar, write_block
 
 import h5py

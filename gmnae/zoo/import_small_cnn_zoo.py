@@ -50,11 +50,10 @@ import numpy as np
 from ..errors import GmnaeError
 from ..weightspace.architecture import Architecture
 from .format import MAX_SHARD_BYTES, SPLITS
-# The resumable shard writer, shared with the MNIST-INR importer and the forge; names re-exported from here.
-from .shard_writer import ImportInterrupted, ResumableImport, fingerprint, progress_bar, stream_shard  # noqa: F401
-# The readers of the zoo's files; names re-exported from here.
-from .small_cnn_zoo_files import (SOURCE_HINT, LayoutEntry, layout_permutation, read_layout,  # noqa: F401
-                                  read_metrics, read_order)
+# The resumable shard writer, shared with the MNIST-INR importer and the forge
+from .shard_writer import ResumableImport, fingerprint, progress_bar
+# The readers of the zoo's files
+from .small_cnn_zoo_files import SOURCE_HINT, layout_permutation, read_layout, read_metrics, read_order
 
 FILES = ("weights.npy", "metrics.csv.gz", "layout.csv")
 FINAL_STEP = 86

@@ -43,7 +43,7 @@ def test_run_writes_csv_png_html(eval_run):
     kinds = {r["kind"] for r in rows}
     methods = {r["method"] for r in rows}
     assert kinds == {"orbit-P", "orbit-D", "orbit-PD", "independent"}
-    assert methods == {"naive", "wm", "wm-signed", "ae", "ae-latent"}
+    assert methods == {"naive", "wm", "wm-signed", "ae", "ae-endpoints"}
     assert {r["step"] for r in rows} == {"3", "6"}  # each validation epoch; the end of fit adds none
     curves = list(csv.DictReader(open(ev / "curves.csv")))
     assert len(curves) == 4 * 5 * 5 * 2  # kinds x methods x lambdas x metrics (target and endpoint)
@@ -116,7 +116,7 @@ def test_evaluate_command(eval_run, tmp_path, capsys):
     ckpt = eval_run / "checkpoints" / "last.ckpt"
     assert main(["evaluate", str(ckpt), "--split", "test", "--pairs", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "loss barrier" in out and "wm-signed" in out and "ae-latent" in out
+    assert "loss barrier" in out and "wm-signed" in out and "ae-endpoints" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {r["method"] for r in summary["barriers"]} >= {"naive", "ae"}
     assert (tmp_path / "report.html").exists()

@@ -10,7 +10,8 @@ from gmnae.errors import GmnaeError
 from gmnae.tasks import mnist5k
 from gmnae.weightspace import build_module
 from gmnae.zoo import Zoo, verify_zoo
-from gmnae.zoo.forge import BuildInterrupted, build_zoo
+from gmnae.zoo.forge import build_zoo
+from gmnae.zoo.shard_writer import BuildInterrupted
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,7 @@ def test_mnist5k_inr_zoo_renders_its_digits(tmp_path):
 
 
 def test_mnist5k_inr_shared_init_starts_every_network_from_one_draw(tmp_path):
-    from gmnae.zoo.forge import MNIST5kINRConfig, MNIST5kINRForge
+    from gmnae.zoo.inr_forge import MNIST5kINRConfig, MNIST5kINRForge
 
     shared = MNIST5kINRForge(MNIST5kINRConfig(size=6, init="shared"))
     init = shared.initial_params(shared.init_seeds(np.arange(6)))

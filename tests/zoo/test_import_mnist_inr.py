@@ -16,7 +16,7 @@ from gmnae.tasks.grid import coordinate_grid
 from gmnae.tasks.inr_targets import inr_targets
 from gmnae.weightspace import Architecture, siren_render
 from gmnae.zoo import Zoo, verify_zoo
-from gmnae.zoo.forge import siren_init
+from gmnae.zoo.inr_forge import siren_init
 from gmnae.zoo.import_mnist_inr import import_mnist_inr
 from gmnae.zoo.shard_writer import ImportInterrupted
 from tests.tasks.test_mnist import write_idx, write_png

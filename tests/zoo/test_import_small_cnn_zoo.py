@@ -18,7 +18,9 @@ from gmnae.errors import GmnaeError
 from gmnae.tasks.classification import task_images
 from gmnae.weightspace import build_module, cnn_forward
 from gmnae.zoo import Zoo, verify_zoo
-from gmnae.zoo.import_small_cnn_zoo import ImportInterrupted, import_small_cnn_zoo, read_order
+from gmnae.zoo.import_small_cnn_zoo import import_small_cnn_zoo
+from gmnae.zoo.shard_writer import ImportInterrupted
+from gmnae.zoo.small_cnn_zoo_files import read_order
 
 # The columns of the zoo's metrics.csv.gz, as its README (google-research/dnn_predict_accuracy) lists them.
 COLUMNS = ["config.activation", "config.b_init", "config.dataset", "config.dnn_architecture", "config.dropout",
@@ -216,7 +218,7 @@ def test_published_split_matches_the_published_procedure(zoo_src, tmp_path, acti
         got = list(zip(meta["source_row"].tolist(), meta["published_index"].tolist()))
         assert got == expected[s], s
         rows = meta["source_row"]
-        from gmnae.zoo.import_small_cnn_zoo import layout_permutation, read_layout
+        from gmnae.zoo.small_cnn_zoo_files import layout_permutation, read_layout
         perm = layout_permutation(read_layout(src / "layout.csv"), zoo.arch, 4970)
         np.testing.assert_array_equal(zoo.read_params(s), z["weights"][rows][:, perm])
     # The quirk: row 0 (a final ReLU checkpoint here) is imported twice.
