@@ -21,6 +21,7 @@ import torch  # noqa: E402
 
 from .merge_evaluation import EvaluationResult  # noqa: E402
 from ..weightspace import ACTIVATIONS, forward  # noqa: E402
+from ..weightspace.family import network_family  # noqa: E402
 
 METHOD_COLORS = {"naive": "#7f7f7f", "wm": "#1f77b4", "wm-signed": "#17becf", "wm-scale": "#17becf",
                  "ae": "#d62728", "ae-latent": "#ff7f0e"}
@@ -331,7 +332,7 @@ def write_evaluation(out_dir: Path, result: EvaluationResult, title: str, model=
     write_curves_csv(result, out_dir / "curves.csv")
     append_barriers_csv(result, out_dir / "barriers.csv", step, epoch)
     pngs = {"curves": curves_png}
-    if model is not None and sample is not None and sample[0].family == "siren":
+    if model is not None and sample is not None and not network_family(sample[0]).classifies:
         pngs["reconstructions"] = figure_png(inr_reconstruction_figure(model, sample[0], sample[1]))
         _atomic_write(out_dir / "reconstructions.png", pngs["reconstructions"])
     report_dir = out_dir.parent if out_dir.name == "eval" else out_dir
