@@ -28,7 +28,7 @@ COMMANDS = {
     "report": ("gmnae.evaluation.results_table", "one table of runs' final metrics, mean ± std over seeds: gmnae report RUN|SWEEP ..."),
 }
 ZOO_COMMANDS = {
-    "build": ("gmnae.zoo.commands", "build", "train a built-in zoo (gmnae zoo build -h lists them)"),
+    "build": ("gmnae.zoo.commands", "build", "train a built-in zoo of the catalogue, resumably (the names: gmnae zoo build -h)"),
     "info": ("gmnae.zoo.commands", "info", "architecture, counts and metric summary of a zoo"),
     "verify": ("gmnae.zoo.commands", "verify", "recompute checksums, reject NaN/Inf parameters"),
     "export": ("gmnae.zoo.export", "export", "one network as a state dict file for gmnae merge: ZOO --index I --out a.pt"),
