@@ -28,7 +28,7 @@ COMMANDS = {
     "report": ("gmnae.commands.report", "one table of runs' final metrics, mean ± std over seeds: gmnae report RUN|SWEEP ..."),
 }
 ZOO_COMMANDS = {
-    "build": ("gmnae.zoo.commands", "build", "train a built-in zoo (digits-inr, mnist5k-inr, digits-cnn, mnist5k-cnn)"),
+    "build": ("gmnae.zoo.commands", "build", "train a built-in zoo of the catalogue, resumably (the names: gmnae zoo build -h)"),
     "info": ("gmnae.zoo.commands", "info", "architecture, counts and metric summary of a zoo"),
     "verify": ("gmnae.zoo.commands", "verify", "recompute checksums, reject NaN/Inf parameters"),
     "export": ("gmnae.zoo.export", "export", "one network as a state dict file for gmnae merge: ZOO --index I --out a.pt"),

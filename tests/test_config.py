@@ -47,7 +47,7 @@ def config_copy(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,says", [
     ("name: x\nkind: inr\nzoo: zoo/x\nzooo: 3\n", "unknown config key 'dataset.zooo' (= 3); the nearest valid key is 'dataset.zoo'"),
     ("name: x\nkind: inr\n", "dataset.zoo is not set"),
-    ("name: x\nfamily: mlp\nzoo: zoo/x\n", "dataset.family = 'mlp' must be one of inr, cnn"),
+    ("name: x\nfamily: mlp\nzoo: zoo/x\n", "dataset.family = 'mlp' must be one of siren, cnn"),
     ("name: x\nkind: inr\nzoo: zoo/x\noverride:\n  optim: {lrr: 1}\n", "(override:): unknown config key 'optim.lrr'"),
 ])
 def test_dataset_file_is_checked_and_named(config_copy, text, says):
@@ -174,6 +174,21 @@ def test_renamed_keys_are_still_accepted(config_copy):
     saved["dataset"]["family"] = "cnn"
     with pytest.raises(ConfigError, match="both dataset.kind .its old name. and dataset.family are set"):
         load_config([], base=OmegaConf.create(saved))
+
+
+def test_the_former_family_name_inr_still_loads_as_siren(config_copy):
+    """SIREN zoos' family was `inr` in configs and `siren` in architectures; one vocabulary now (weightspace/family.py):
+    `inr` from a dataset file, the command line and a saved run config loads as `siren`."""
+    now = load_config(["dataset=digits-inr"])
+    assert now.dataset.family == "siren"
+    assert load_config(["dataset=digits-inr", "dataset.family=inr"]) == now
+    saved = OmegaConf.to_container(now)
+    saved["dataset"]["family"] = "inr"
+    assert load_config([], base=OmegaConf.create(saved)) == now
+    text = (config_copy / "dataset" / "digits-inr.yaml").read_text()
+    (config_copy / "dataset" / "old.yaml").write_text(text.replace("family: siren", "family: inr").replace(
+        "name: digits-inr", "name: old"))
+    assert load_config(["dataset=old"]).dataset.family == "siren"
 
 
 def test_decoder_kind_is_now_decoder_type(config_copy):

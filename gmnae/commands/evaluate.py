@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ..errors import GmnaeError
+from ..weightspace.family import network_family
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,7 +96,7 @@ def run(args) -> int:
         raise GmnaeError(f"--kway {args.kway}: {e}; pass sizes like 2,4,8 (or none)") from e
     evaluation = MergeEvaluation.from_config(zoo, cfg, args.split)
     result = evaluation.run(model.eval())
-    if zoo.arch.family != "siren" and args.fidelity_networks:
+    if network_family(zoo.arch).classifies and args.fidelity_networks:
         from ..evaluation.fidelity import zoo_split_fidelity
 
         result.reconstruction.update(zoo_split_fidelity(model, zoo, args.split, cfg.dataset.get("data_root"),

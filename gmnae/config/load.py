@@ -29,6 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .schema import (DatasetConfig, ModelConfig, TrainConfig, check_complete, check_values, merge_checked,
                             typed)
 from ..errors import ConfigError
+from ..weightspace.family import current_family_name
 
 GROUPS = ("dataset", "model", "trainer")
 EXPERIMENT = "experiment"  # configs/experiment/NAME.yaml: a recipe that may set groups and any key
@@ -38,6 +39,8 @@ BASES = ("base",)  # files other files of their group extend; not offered as cho
 # what the current one does; it is renamed before the schema sees it.
 RENAMED_KEYS = {"dataset.kind": "dataset.family", "evaluation.pairs_per_kind": "evaluation.pairs_per_type",
                 "model.decoder.kind": "model.decoder.type"}
+# Values renamed since: dotted key -> the function giving a saved value's current spelling ("inr" -> "siren").
+RENAMED_VALUES = {"dataset.family": current_family_name}
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig}  # trainer: Lightning's arguments
 
 
@@ -78,7 +81,8 @@ def config_file(relative: str) -> Path:
 
 def rename_legacy_keys(node, prefix: str = "", origin: str = "config"):
     """`node` -- a whole config, or the part of one under `prefix` (a dataset file: "dataset") -- with every old
-    key name of RENAMED_KEYS replaced by its current one, in the old key's place. A DictConfig or a plain dict."""
+    key name of RENAMED_KEYS replaced by its current one, in the old key's place, and every old value of
+    RENAMED_VALUES by its current spelling. A DictConfig or a plain dict."""
     if node is None:
         return node
     tree = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else node
@@ -99,6 +103,16 @@ def rename_legacy_keys(node, prefix: str = "", origin: str = "config"):
         parent.clear()
         parent.update(items)
         changed = True
+    for key, current in RENAMED_VALUES.items():
+        if prefix and not key.startswith(prefix + "."):
+            continue
+        *path, leaf = key[len(prefix) + 1:].split(".") if prefix else key.split(".")
+        parent = tree
+        for part in path:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and leaf in parent and current(parent[leaf]) != parent[leaf]:
+            parent[leaf] = current(parent[leaf])
+            changed = True
     if not changed:
         return node
     return OmegaConf.create(tree) if isinstance(node, DictConfig) else tree
@@ -178,7 +192,8 @@ def parse_overrides(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
         if key in (*GROUPS, EXPERIMENT):
             groups[key] = value
         else:
-            rest.append(f"{RENAMED_KEYS.get(key, key)}={value}")
+            key = RENAMED_KEYS.get(key, key)
+            rest.append(f"{key}={RENAMED_VALUES[key](value) if key in RENAMED_VALUES else value}")
     return groups, rest
 
 

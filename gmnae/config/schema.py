@@ -25,6 +25,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ..errors import ConfigError
+from ..weightspace.family import FAMILIES
 from ..weightspace.registry import ACTIVATIONS
 
 
@@ -121,7 +122,7 @@ class DatasetConfig:
     """A `configs/dataset/<name>.yaml` (less its `defaults:` and `override:` blocks, see gmnae/config/load.py)."""
 
     name: str = MISSING
-    family: str = setting(MISSING, choices=("inr", "cnn"))  # the networks: INRs (SIRENs) or CNN classifiers
+    family: str = setting(MISSING, choices=tuple(FAMILIES))  # the networks: SIRENs or CNN classifiers (weightspace/family.py)
     zoo: str = MISSING                  # the zoo folder; saved configs hold it absolute
     architecture: Optional[str] = None  # layer shapes the zoo must have (gmnae.weightspace.named_architecture)
     build: Optional[str] = None         # built-in forge that `make train` / `gmnae zoo build` may run

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from ..errors import ZooError
 from .shard_stream import ShardStream, _collate_identity
 from ..weightspace.registry import code_of
+from ..weightspace.family import network_family
 from ..zoo.format import Zoo
 
 
@@ -81,11 +82,9 @@ class ZooDataModule(L.LightningDataModule):
         return self._zoo
 
     @property
-    def family(self) -> str:
-        """The dataset family of the zoo's networks: "inr" (SIRENs) or "cnn"."""
-        from .zoo_checks import network_family
-
-        return network_family(self.zoo)
+    def family(self):
+        """The family of the zoo's networks (weightspace/family.py)."""
+        return network_family(self.zoo.arch)
 
     def prepare_data(self) -> None:
         """Check the zoo against the dataset config (building a missing built-in zoo only when asked) and that
@@ -97,7 +96,7 @@ class ZooDataModule(L.LightningDataModule):
             from .zoo_checks import check_zoo
 
             self._zoo = check_zoo(self.zoo_path, self.dataset, self.build_if_missing)
-        if self.family == "cnn":  # say exactly which task files are missing before training starts
+        if self.family.classifies:  # say exactly which task files are missing before training starts
             for split in ("train", "test"):
                 self.task_images(split)
         self._prepared = True
@@ -121,7 +120,7 @@ class ZooDataModule(L.LightningDataModule):
         """A CNN zoo's task (images, labels) on the CPU: "train" for the loss and the probe, "test" (held out)
         for validation and the merging evaluation."""
         if split not in self._task_images:
-            if self.family != "cnn":
+            if not self.family.classifies:
                 raise ValueError(f"zoo {self.zoo.root} holds INRs: there are no task images")
             from ..tasks import classification
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import ZooError
 from ..weightspace import named_architecture
+from ..weightspace.family import network_family
 from ..zoo.format import MANIFEST, Zoo, missing_zoo_hint
 
 VERIFY_FULL_BYTES = 1 << 30  # checksum every shard before training when the zoo is smaller than this
@@ -27,11 +28,6 @@ def builds_missing_zoo(cfg, build_zoo: bool) -> bool:
         return False
 
     return Path(ds.zoo) == Path(dataset_file(cfg.choices.dataset).zoo).absolute()
-
-
-def network_family(zoo: Zoo) -> str:
-    """The dataset family (`dataset.family`: inr or cnn) of the networks a zoo holds."""
-    return "inr" if zoo.arch.family == "siren" else "cnn"
 
 
 def check_zoo(root: Path, dataset: dict, build_if_missing: bool = False) -> Zoo:
@@ -56,10 +52,10 @@ def check_zoo(root: Path, dataset: dict, build_if_missing: bool = False) -> Zoo:
     name = dataset.get("name")
     if dataset.get("architecture"):
         want = named_architecture(dataset["architecture"])
-        if zoo.arch.layers != want.layers or zoo.arch.family != want.family:
+        if zoo.arch.layers != want.layers or network_family(zoo.arch) is not network_family(want):
             raise ZooError(f"zoo {root} holds {zoo.arch.describe()} but dataset {name} expects "
                            f"{want.describe()}; point dataset.zoo at the right zoo")
-    if dataset.get("family") and dataset["family"] != network_family(zoo):
+    if dataset.get("family") and network_family(dataset["family"]) is not network_family(zoo.arch):
         raise ZooError(f"zoo {root} holds {zoo.arch.family} networks but dataset {name} is of family "
                        f"{dataset['family']}; point dataset.zoo at the right zoo")
     for split in ("train", "val"):

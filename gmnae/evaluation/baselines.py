@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..weightspace import Architecture, forward
+from ..weightspace.family import network_family
 from ..weightspace.layout import param_slices
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -48,7 +49,7 @@ def probe_features(arch: Architecture, params: torch.Tensor, inputs: torch.Tenso
 
 def probe_inputs(arch: Architecture, task_images: torch.Tensor | None = None, points: int = 64) -> torch.Tensor:
     """8 x 8 cell centres for 2-D INRs; the first `points` task images for CNNs."""
-    if arch.family == "siren":
+    if not network_family(arch).classifies:
         from ..tasks.grid import coordinate_grid
 
         side = math.isqrt(points)

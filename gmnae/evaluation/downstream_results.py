@@ -29,7 +29,7 @@ def run_baselines(cfg: DictConfig, dm, run_dir: Path, probe_points: int = 64) ->
 
             codes = codes_of(zoo.activations(split))
         splits[split] = (params, y, codes)
-    images = dm.task_images("train")[0] if dm.family == "cnn" else None
+    images = dm.task_images("train")[0] if dm.family.classifies else None
     rows = fit_baselines(zoo.arch, cfg.task, splits, probe=probe_inputs(zoo.arch, images, probe_points), seed=cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "baselines.csv", "w", newline="") as f:

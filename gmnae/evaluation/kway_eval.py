@@ -27,6 +27,7 @@ import torch
 
 from ..merge.interpolation import zoo_evaluator
 from ..merge.pairs import _rng
+from ..weightspace.family import network_family
 
 DEFAULT_KS = (2, 4, 8)
 
@@ -173,7 +174,7 @@ class KWayEvaluation:
                     continue
                 G, K, P = g.nets.shape
                 ev_all = zoo_evaluator(self.zoo, self.split, g.rows.reshape(-1), activation=act, data_root=self.data_root)
-                if self.zoo.arch.family == "siren" and getattr(ev_all, "targets", None) is None:
+                if not network_family(self.zoo.arch).classifies and getattr(ev_all, "targets", None) is None:
                     notes.append(f"zoo {self.zoo.name} has no target images: INR quality needs them; skipped")
                     return KWayResult(rows, notes, self.split, time.perf_counter() - t0)
                 ev = zoo_evaluator(self.zoo, self.split, g.rows[:, 0], activation=act, data_root=self.data_root)
@@ -223,7 +224,7 @@ class KWayEvaluation:
         return int((np.asarray(self.zoo.activations(self.split)) == act).sum())
 
     def _row(self, act, k, G, parents, method, q) -> dict:
-        metric = "accuracy" if self.zoo.arch.family == "cnn" else "psnr"
+        metric = network_family(self.zoo.arch).metric
         std = (lambda v: float(v.std()) if len(v) > 1 else 0.0)
         return {"activation": act, "k": k, "groups": G, "metric": metric, "method": method,
                 "parents_mean": float(parents.mean()), "parents_std": std(parents),

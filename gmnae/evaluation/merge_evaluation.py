@@ -34,6 +34,7 @@ from ..merge.interpolation import lambda_grid, linear_path, method_path, zoo_eva
 from ..merge.methods import names
 from ..merge.pairs import PairSet, SplitNetworks, evaluation_pair_sets
 from ..weightspace.registry import activation as activation_row, code_of
+from ..weightspace.family import network_family
 
 AE_METHODS = names(needs_model=True, curve=True)  # ae, ae-endpoints (gmnae/merge/methods.py)
 
@@ -191,7 +192,7 @@ class MergeEvaluation:
         """The evaluation of a training run: split, pairs and task images from its `ZooDataModule`."""
         e = cfg.evaluation
         pairs = dm.evaluation_pairs(split, e.pairs_per_type, cfg.seed, e.noise_std)
-        cnn = dm.family == "cnn"
+        cnn = dm.family.classifies
         return MergeEvaluation(dm.zoo, split, e.pairs_per_type, e.lambdas, e.noise_std, e.max_iter, cfg.seed,
                                dm.activation, dm.data_root, e.reconstructions, e.get("finetune_steps", 0),
                                networks=dm.split_networks(split), pair_sets=pairs,
@@ -201,7 +202,7 @@ class MergeEvaluation:
     def evaluator(self, pair_type: str):
         if pair_type not in self._evaluators:
             ps = self.pair_sets[pair_type]
-            if self.test_images is None and self.zoo.arch.family != "siren":
+            if self.test_images is None and network_family(self.zoo.arch).classifies:
                 from ..tasks.classification import task_images
 
                 self.test_images = task_images(self.zoo.task, "test", self.data_root)
@@ -329,7 +330,7 @@ class MergeEvaluation:
         if not hasattr(self, "_baseline_nets"):
             train = torch.from_numpy(self.zoo.read_params("train", limit=limit))
             self._baseline_nets = {"mean_network": train.mean(0, keepdim=True)}
-            if self.zoo.arch.family == "siren":
+            if not network_family(self.zoo.arch).classifies:
                 ev = self.evaluator(next(iter(self.pair_sets)))
                 self._baseline_nets["mean_image"] = ev.render(train).mean(0, keepdim=True)
         return self._baseline_nets
@@ -354,12 +355,13 @@ class MergeEvaluation:
             blind = model.decode(z.mean(0, keepdim=True)).expand(len(a), -1)
             # "another network": for INRs never the pair partner (a pair shares its image), so it needs two pairs;
             # for CNNs any other network of the set (all learned the same task)
-            if ps.arch.family == "siren":
+            renders = not network_family(ps.arch).classifies
+            if renders:
                 other = other_indices(torch.arange(len(ps)).repeat(2)) if len(ps) > 1 else None
             else:
                 other = other_indices(torch.arange(len(a)))
             ev = self.evaluator(pair_type)
-            if ps.arch.family == "siren":
+            if renders:
                 orig, rec = ev.render(a), ev.render(decoded)
                 mse = (orig - rec).pow(2).mean(1)
                 out[f"{prefix}psnr_decoded_vs_original"] = float((10 * torch.log10(1 / mse.clamp_min(1e-12))).mean())

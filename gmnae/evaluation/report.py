@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from .merge_evaluation import EvaluationResult  # noqa: E402
 from ..merge.methods import TABLE, current_rows, names  # noqa: E402
 from ..weightspace import ACTIVATIONS, forward  # noqa: E402
+from ..weightspace.family import network_family  # noqa: E402
 
 # projections of the method table (gmnae/merge/methods.py)
 METHOD_COLORS = {m.name: m.color for m in TABLE}
@@ -331,7 +332,7 @@ def write_evaluation(out_dir: Path, result: EvaluationResult, title: str, model=
     write_curves_csv(result, out_dir / "curves.csv")
     append_barriers_csv(result, out_dir / "barriers.csv", step, epoch)
     pngs = {"curves": curves_png}
-    if model is not None and sample is not None and sample[0].family == "siren":
+    if model is not None and sample is not None and not network_family(sample[0]).classifies:
         pngs["reconstructions"] = figure_png(inr_reconstruction_figure(model, sample[0], sample[1]))
         _atomic_write(out_dir / "reconstructions.png", pngs["reconstructions"])
     report_dir = out_dir.parent if out_dir.name == "eval" else out_dir

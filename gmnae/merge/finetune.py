@@ -13,9 +13,9 @@ so comparisons stay fair; results report the merged network before and after it.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..weightspace import Architecture
+from ..weightspace.family import network_family
 from ..weightspace.functional import forward
 
 
@@ -24,7 +24,7 @@ def function_inputs(arch: Architecture, task: dict | None, data_root: str | None
     """What the fine-tune compares functions on: the coordinate grid at the task's resolution (SIRENs), or the
     first `n_images` train images of the task (CNNs: the held-out test images stay for scoring);
     `train_images`: the task's train images when the caller has them loaded already."""
-    if arch.family == "siren":
+    if not network_family(arch).classifies:
         from ..tasks.grid import coordinate_grid
 
         return coordinate_grid(int((task or {}).get("resolution", 28)))
@@ -46,9 +46,7 @@ def parents_target(arch: Architecture, parents: torch.Tensor, weights: torch.Ten
     if activation is not None and not isinstance(activation, str):
         act = activation.repeat_interleave(K)  # per-network codes [B] -> one per parent
     with torch.no_grad():
-        out = forward(arch, parents.reshape(B * K, P), inputs, act)
-        if arch.family != "siren":
-            out = out.softmax(-1)
+        out = network_family(arch).function(forward(arch, parents.reshape(B * K, P), inputs, act))
         out = out.view(B, K, *out.shape[1:])
         return torch.einsum("bk,bk...->b...", weights.to(out), out)
 
@@ -56,9 +54,7 @@ def parents_target(arch: Architecture, parents: torch.Tensor, weights: torch.Ten
 def function_distance(arch: Architecture, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per network `[B]`: mean squared error to the target rendering (SIRENs), or cross-entropy of the
     outputs' softmax against the target probabilities (CNNs) — what the fine-tune minimises."""
-    if arch.family == "siren":
-        return (outputs - target).pow(2).mean(dim=(1, 2))
-    return -(target * F.log_softmax(outputs, dim=-1)).sum(-1).mean(-1)
+    return network_family(arch).function_distance(outputs, target)
 
 
 def finetune_to_function(arch: Architecture, params: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,

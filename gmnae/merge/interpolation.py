@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..weightspace.architecture import Architecture
 from ..weightspace.functional import cnn_forward, siren_render
+from ..weightspace.family import network_family
 from .matching import match_weights
 
 DEFAULT_POINTS = 25
@@ -168,7 +169,7 @@ def zoo_evaluator(zoo, split: str, indices: np.ndarray, activation=None, data_ro
     so that an evaluation with many pair types reads neither again.
     """
     arch = zoo.arch
-    if arch.family == "siren":
+    if not network_family(arch).classifies:
         from ..tasks.inr_targets import inr_targets
 
         meta = zoo.read_meta(split) if meta is None else meta

@@ -24,14 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gmnae.weightspace import Architecture, cnn_forward, siren_render
+from gmnae.weightspace import Architecture
+from gmnae.weightspace.family import network_family
 
 
 class FunctionProbe(nn.Module):
     def __init__(self, arch: Architecture, latent_dim: int, points: int, hidden: int = 128):
         super().__init__()
-        self.arch = arch
-        if arch.family == "siren":
+        self.arch, self.family = arch, network_family(arch)
+        if not self.family.classifies:
             side = math.isqrt(points)
             if side * side != points or arch.layers[0].n_in != 2:
                 raise ValueError(f"SIREN probes are a square 2-D grid: points={points} is not a square "
@@ -55,12 +56,12 @@ class FunctionProbe(nn.Module):
 
     def outputs(self, params: torch.Tensor, activation=None) -> torch.Tensor:
         """The networks' outputs on the probe inputs, `[B, points * n_out]`."""
-        if self.arch.family == "siren":
-            return siren_render(self.arch, params, self.inputs).flatten(1)
-        # log-probabilities: as invariant as the logits, without their arbitrary offset; clamped so a
-        # very confident network does not dominate the embedding
-        logp = F.log_softmax(cnn_forward(self.arch, params, self.inputs, activation), -1)
-        return logp.clamp_min(-20.0).flatten(1)
+        out = self.family.forward(self.arch, params, self.inputs, activation)
+        if self.family.classifies:
+            # log-probabilities: as invariant as the logits, without their arbitrary offset; clamped so a
+            # very confident network does not dominate the embedding
+            out = F.log_softmax(out, -1).clamp_min(-20.0)
+        return out.flatten(1)
 
     def forward(self, params: torch.Tensor, activation=None) -> torch.Tensor:
         return self.net(self.outputs(params, activation))

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmnae.weightspace import Architecture
+from gmnae.weightspace.family import network_family
 from gmnae.weightspace.functional import activation_codes
 from gmnae.weightspace.registry import MIXED, activation as activation_row, group_masks
 
@@ -61,7 +62,7 @@ class ScaleGMNEncoder(nn.Module):
 
     def __init__(self, arch: Architecture, cfg: EncoderConfig | None = None):
         super().__init__()
-        cfg = cfg or (EncoderConfig.inr() if arch.family == "siren" else EncoderConfig.cnn())
+        cfg = cfg or (EncoderConfig.cnn() if network_family(arch).classifies else EncoderConfig.inr())
         if not isinstance(cfg, EncoderConfig):
             cfg = EncoderConfig.from_dict(cfg)
         self.arch, self.cfg = arch, cfg

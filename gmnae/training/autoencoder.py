@@ -1,6 +1,6 @@
 """The weight-space autoencoder: ScaleGMN encoder -> latent -> decoder -> decoded networks.
 
-    model = WeightSpaceAutoencoder(arch.to_dict(), family="inr", encoder={...}, decoder={...}, optim={...})
+    model = WeightSpaceAutoencoder(arch.to_dict(), family="siren", encoder={...}, decoder={...}, optim={...})
     z = model.encode(params, activation)          # invariant latent [B, latent_dim]
     decoded = model.decode(z)                     # [B, P], one canonical representative per orbit
 
@@ -21,6 +21,7 @@ from ..nn.decoder import build_decoder
 from .module import WeightSpaceModule
 from ..tasks.grid import coordinate_grid
 from ..weightspace import Architecture
+from ..weightspace.family import FAMILIES, network_family
 from ..weightspace.registry import codes_of, encoder_symmetry
 
 
@@ -36,14 +37,16 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
                  probe: dict | None = None, kind: str | None = None):
         super().__init__()
         family = family or kind  # `kind`: the name checkpoints saved before the rename carry
-        if family not in ("inr", "cnn"):
-            raise ValueError(f"family must be inr or cnn, not {family!r}")
+        try:
+            fam = network_family(family)  # "inr": what checkpoints saved before the one vocabulary call SIRENs
+        except ValueError as e:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}") from e
         self.save_hyperparameters(ignore=["param_stats", "kind"])  # the statistics travel as decoder buffers
-        self.hparams["family"] = family
+        self.hparams["family"] = fam.name
         from ..nn import EncoderConfig, FunctionProbe, ScaleGMNEncoder
 
         self.arch = Architecture.from_dict(arch)
-        self.family = family  # dataset family: inr (rendering loss) or cnn (distillation)
+        self.family = fam  # SIREN: rendering loss; CNN: distillation on task images
         enc = dict(encoder)
         enc["symmetry"] = resolve_symmetry(enc.get("symmetry", "auto"), self.arch.activation)
         self.encoder = ScaleGMNEncoder(self.arch, EncoderConfig.from_dict(enc))
@@ -65,7 +68,7 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
         self.metrics = torch.nn.ModuleDict({
             f"{stage}_{name}": MeanMetric()
             for stage in ("train", "val", "test")
-            for name in (("loss", "psnr") if family == "inr" else ("loss", "accuracy", "teacher_accuracy", "agreement"))
+            for name in ("loss", fam.metric, *(("teacher_accuracy", "agreement") if fam.classifies else ()))
             + (("param_distance",) if (loss or {}).get("param_weight") else ())
         })
         self.image_generator: torch.Generator | None = None
@@ -123,7 +126,7 @@ class WeightSpaceAutoencoder(WeightSpaceModule):
         params, valid = batch.params, batch.valid
         act = self._activation(batch.activation)
         decoded = self(params, batch.activation)
-        if self.family == "inr":
+        if not self.family.classifies:
             per_net = inr_render_mse(self.arch, params, decoded, self.coords)
             self.metrics[f"{stage}_psnr"](10 * torch.log10(1.0 / per_net.detach().clamp_min(1e-12)), valid)
         else:

@@ -24,12 +24,12 @@ def build_model(cfg: DictConfig, dm):
         model = build_predictor(cfg, dm, probe)
     else:
         model = WeightSpaceAutoencoder(param_stats=(sample.mean(0), sample.std(0)), probe=probe,
-            arch=arch.to_dict(), family=dm.family,
+            arch=arch.to_dict(), family=dm.family.name,
             encoder=OmegaConf.to_container(cfg.model.encoder), decoder=OmegaConf.to_container(cfg.model.decoder),
             optim=OmegaConf.to_container(cfg.optim), loss=OmegaConf.to_container(cfg.loss), task=dm.zoo.task,
             data_root=cfg.dataset.get("data_root"), resolution=cfg.dataset.get("resolution", 28))
     model.encoder.set_input_scale(torch.from_numpy(sample))
-    if model.probe is not None and arch.family != "siren":  # CNN probes: a seeded set of training images
+    if model.probe is not None and dm.family.classifies:  # CNN probes: a seeded set of training images
         images = dm.task_images("train")[0]
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))[:len(model.probe.inputs)]
         model.probe.set_inputs(images[pick])

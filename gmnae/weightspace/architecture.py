@@ -56,7 +56,7 @@ class Architecture:
     whose networks differ in activation (then each network's activation travels with it).
     """
 
-    family: str  # "siren" | "cnn"
+    family: str  # "siren" | "cnn": a NetworkFamily's name (weightspace/family.py)
     layers: tuple[LayerSpec, ...]
     activation: str
     w0: float = 30.0  # SIREN frequency: sin(w0 * z)

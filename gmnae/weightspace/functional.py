@@ -157,7 +157,7 @@ def cnn_forward(arch: Architecture, params: torch.Tensor, images: torch.Tensor, 
 
 
 def forward(arch: Architecture, params: torch.Tensor, inputs: torch.Tensor, activation=None) -> torch.Tensor:
-    """Dispatch on the family: coordinates for SIRENs, images for CNNs."""
-    if arch.family == "siren":
-        return siren_render(arch, params, inputs)
-    return cnn_forward(arch, params, inputs, activation)
+    """The family's forward (weightspace/family.py): coordinates for SIRENs, images for CNNs."""
+    from .family import network_family
+
+    return network_family(arch).forward(arch, params, inputs, activation)

@@ -13,9 +13,9 @@ from .verify import verify_zoo
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    from .forge import FORGES
+    from .catalogue import forged
 
-    p.add_argument("name", help=f"built-in zoo: {', '.join(FORGES)}")
+    p.add_argument("name", help="built-in zoo: " + "; ".join(f"{z.name} ({z.help})" for z in forged()))
     p.add_argument("--out", help="zoo folder (default zoo/NAME)")
     p.add_argument("--src", help="fmnist-inr / mnist-inr: folder with the four IDX files, gzipped or not "
                                  "(fmnist-inr default: /usr/share/datasets/fashion-mnist, from "
@@ -60,6 +60,7 @@ def resumable(what: str):
 
 def run_build(args) -> int:
     from ..errors import GmnaeError
+    from .catalogue import forged
     from .forge import IDX_ZOOS, build_zoo
 
     for flag in ("size", "seeds", "steps", "block_size", "threads"):
@@ -68,8 +69,10 @@ def run_build(args) -> int:
             raise GmnaeError(f"--{flag.replace('_', '-')} {value}: must be at least 1 (leave it out for the default)")
 
     activations = getattr(args, "activations", None)
-    if activations and args.name not in ("digits-cnn", "mnist5k-cnn"):
-        raise GmnaeError(f"--activations is for the CNN zoos (digits-cnn, mnist5k-cnn); {args.name} is a SIREN zoo")
+    drawing = [z.name for z in forged() if "activations" in z.forge_config.__dataclass_fields__]
+    if activations and args.name not in drawing:  # only a forge that draws activations takes them
+        raise GmnaeError(f"--activations is for the CNN zoos that draw each network's activation "
+                         f"({', '.join(drawing)}); {args.name} is not one")
     if getattr(args, "src", None) and args.name not in IDX_ZOOS:
         raise GmnaeError(f"--src is for the zoos fitted to IDX image files ({', '.join(IDX_ZOOS)}); "
                          f"{args.name} ships its own images")

@@ -4,6 +4,8 @@
     gmnae zoo build digits-cnn [--size 2000]
     gmnae zoo build mnist5k-cnn [--size 2000] [--threads 1]
 
+Which zoos there are, and which forge builds each, is the catalogue's (gmnae/zoo/catalogue.py).
+
 Networks are trained in blocks of `block_size` as one batched problem (one `[B, P]` parameter
 tensor, the batched functional forward, per-network optimizer state). Each finished block is written to
 `<out>/.build/block-XXXXX.h5` atomically; a rebuilt (interrupted) build skips finished blocks.
@@ -27,6 +29,7 @@ import torch
 from ..errors import GmnaeError
 # The forges
 from .cnn_forge import DigitsCNNConfig, DigitsCNNForge, MNIST5kCNNConfig, MNIST5kCNNForge
+from .catalogue import forged
 from .format import ZooWriter, read_shard_meta
 from .inr_forge import (DigitsINRConfig, DigitsINRForge, IdxINRConfig, IdxINRForge, MNIST5kINRConfig, MNIST5kINRForge,
                         MNISTINRForge)
@@ -36,10 +39,9 @@ from .shard_writer import BuildInterrupted, block_path, check_build_settings, fi
 import h5py
 
 
-FORGES = {"digits-inr": (DigitsINRForge, DigitsINRConfig), "mnist5k-inr": (MNIST5kINRForge, MNIST5kINRConfig),
-          "fmnist-inr": (IdxINRForge, IdxINRConfig), "mnist-inr": (MNISTINRForge, IdxINRConfig),
-          "digits-cnn": (DigitsCNNForge, DigitsCNNConfig), "mnist5k-cnn": (MNIST5kCNNForge, MNIST5kCNNConfig)}
-IDX_ZOOS = ("fmnist-inr", "mnist-inr")  # fitted to IDX image files the user has (--src)
+# Which zoo each forge builds is a catalogue row's (zoo/catalogue.py).
+FORGES = {z.name: (z.forge, z.forge_config) for z in forged()}
+IDX_ZOOS = tuple(z.name for z in forged() if z.fits_idx_files)  # fitted to IDX image files the user has (--src)
 
 
 # --------------------------------------------------------------------------------------------

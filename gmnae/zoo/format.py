@@ -28,21 +28,13 @@ FORMAT = "gmnae-zoo/1"
 SPLITS = ("train", "val", "test")
 CHUNK_ROWS = 64
 MAX_SHARD_BYTES = 256 * 2**20
-# Where each known zoo comes from, for error messages about a missing zoo.
-ZOO_SOURCES = {
-    "digits-inr": "gmnae zoo build digits-inr",
-    "digits-cnn": "gmnae zoo build digits-cnn",
-    "mnist5k-cnn": "gmnae zoo build mnist5k-cnn",
-    "mnist-inr": "gmnae zoo import mnist-inr --src DIR  (the DWSNets MNIST-INR folder you have on disk)",
-    "cifar10-cnn": "gmnae zoo import small-cnn-zoo --src DIR --activation relu --name cifar10-cnn",
-    "cifar10-cnn-tanh": "gmnae zoo import small-cnn-zoo --src DIR --activation tanh --name cifar10-cnn-tanh",
-}
-
-
 def missing_zoo_hint(path: Path) -> str:
-    name = Path(path).name
-    how = ZOO_SOURCES.get(name, "gmnae zoo build NAME or gmnae zoo import ...")
-    return f"no zoo at {path} (no {MANIFEST}); create it with: {how} --out {path}"
+    """How to get a missing zoo: its catalogue row's way (zoo/catalogue.py) when the folder has a zoo's name."""
+    from .catalogue import ZOOS
+
+    entry = ZOOS.get(Path(path).name)
+    how = entry.how_to_get(path) if entry else f"`gmnae zoo build NAME --out {path}` or `gmnae zoo import ... --out {path}`"
+    return f"no zoo at {path} (no {MANIFEST}); create it with {how}"
 
 
 def sha256_file(path: Path, block: int = 4 * 2**20) -> str:

@@ -120,6 +120,6 @@ def test_prepare_data_stops_on_a_zoo_of_the_other_family(digits_cnn_zoo, tmp_pat
     cfg = load_config(tiny_overrides(digits_cnn_zoo.root, tmp_path, **{"dataset.architecture": "null"}))
     with pytest.raises(ZooError) as e:
         ZooDataModule.from_config(cfg).prepare_data()
-    assert str(e.value) == (f"zoo {digits_cnn_zoo.root} holds cnn networks but dataset digits-inr is of family inr; "
+    assert str(e.value) == (f"zoo {digits_cnn_zoo.root} holds cnn networks but dataset digits-inr is of family siren; "
                             "point dataset.zoo at the right zoo")
     assert list(tmp_path.iterdir()) == []

@@ -66,14 +66,15 @@ def test_checkpoint_saved_before_the_renames_loads(inr_run, trained_sirens, tmp_
     `layer_type`, the decoder's `type`) loads, and computes exactly what the same weights saved today compute."""
     ckpt = torch.load(inr_run / "checkpoints" / "last.ckpt", weights_only=False)
     hp = ckpt["hyper_parameters"]
-    hp["kind"] = hp.pop("family")
+    assert hp.pop("family") == "siren"
+    hp["kind"] = "inr"  # the family's name before one vocabulary
     for layer in hp["arch"]["layers"]:
         layer["kind"] = layer.pop("layer_type")
     hp["decoder"]["kind"] = hp["decoder"].pop("type")  # model.decoder.kind, now model.decoder.type
     torch.save(ckpt, tmp_path / "old.ckpt")
     old = WeightSpaceAutoencoder.load_from_checkpoint(tmp_path / "old.ckpt").eval()
     new = WeightSpaceAutoencoder.load_from_checkpoint(inr_run / "checkpoints" / "last.ckpt").eval()
-    assert old.family == "inr" and old.hparams["family"] == "inr" and "kind" not in old.hparams
+    assert old.family.name == "siren" and old.hparams["family"] == "siren" and "kind" not in old.hparams
     assert old.arch == new.arch and [l.layer_type for l in old.arch.layers] == ["dense"] * 3
     params = trained_sirens[1].float()
     with torch.no_grad():
