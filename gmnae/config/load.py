@@ -79,6 +79,18 @@ def config_file(relative: str) -> Path:
     return config_dir() / relative
 
 
+def _holder(tree: dict, key: str, prefix: str) -> tuple[dict | None, str]:
+    """The dict of `tree` that holds the dotted `key` (a key of the whole config; `tree` is the part under
+    `prefix`), and the key's last part; None where `tree` does not hold it."""
+    if prefix and not key.startswith(prefix + "."):
+        return None, ""
+    *path, leaf = key[len(prefix) + 1:].split(".") if prefix else key.split(".")
+    parent = tree
+    for part in path:
+        parent = parent.get(part) if isinstance(parent, dict) else None
+    return (parent, leaf) if isinstance(parent, dict) and leaf in parent else (None, leaf)
+
+
 def rename_legacy_keys(node, prefix: str = "", origin: str = "config"):
     """`node` -- a whole config, or the part of one under `prefix` (a dataset file: "dataset") -- with every old
     key name of RENAMED_KEYS replaced by its current one, in the old key's place, and every old value of
@@ -88,13 +100,8 @@ def rename_legacy_keys(node, prefix: str = "", origin: str = "config"):
     tree = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else node
     changed = False
     for old, new in RENAMED_KEYS.items():
-        if prefix and not old.startswith(prefix + "."):
-            continue
-        *path, leaf = old[len(prefix) + 1:].split(".") if prefix else old.split(".")
-        parent = tree
-        for part in path:
-            parent = parent.get(part) if isinstance(parent, dict) else None
-        if not isinstance(parent, dict) or leaf not in parent:
+        parent, leaf = _holder(tree, old, prefix)
+        if parent is None:
             continue
         new_leaf = new.rsplit(".", 1)[-1]
         if new_leaf in parent:
@@ -104,13 +111,8 @@ def rename_legacy_keys(node, prefix: str = "", origin: str = "config"):
         parent.update(items)
         changed = True
     for key, current in RENAMED_VALUES.items():
-        if prefix and not key.startswith(prefix + "."):
-            continue
-        *path, leaf = key[len(prefix) + 1:].split(".") if prefix else key.split(".")
-        parent = tree
-        for part in path:
-            parent = parent.get(part) if isinstance(parent, dict) else None
-        if isinstance(parent, dict) and leaf in parent and current(parent[leaf]) != parent[leaf]:
+        parent, leaf = _holder(tree, key, prefix)
+        if parent is not None and current(parent[leaf]) != parent[leaf]:
             parent[leaf] = current(parent[leaf])
             changed = True
     if not changed:
