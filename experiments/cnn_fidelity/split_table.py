@@ -5,6 +5,8 @@ of each run beside it, and the goals.
     python -m experiments.cnn_fidelity.split_table runs/m5c-pure-s0 runs/m5c-pure-s1 ... [--group all] [--split test]
         [--zoo zoo/mnist5k-cnn]    # adds the identity row: decoded = the teacher itself (the ceiling of own − similar)
     python -m experiments.cnn_fidelity.split_table RUNS... --merge   # the independent-pair merge table instead
+    python -m experiments.cnn_fidelity.split_table RUNS... --kway evaluate-kway   # K-way table from `gmnae evaluate
+        --kway 2,4,8 --out RUN/evaluate-kway` (merged accuracy of K parents, per method)
 """
 from __future__ import annotations
 
@@ -81,6 +83,30 @@ def merge_table(runs: list[Path], split: str) -> None:
                       f"{cell([g['mid_accuracy_mean'] for g in got])} |")
 
 
+def kway_table(runs: list[Path], folder: str) -> None:
+    """Merged accuracy of K networks per variant, activation and K: mean ± std over seeds of each run's mean over
+    its groups, for every method of the K-way section, the parents' own mean and their decodings' beside it."""
+    variants: dict[str, list[Path]] = {}
+    for run in runs:
+        variants.setdefault(re.sub(r"-s\d+$", "", run.name), []).append(run)
+    tables = {name: [json.loads((r / folder / "summary.json").read_text())["kway"]["rows"] for r in group]
+              for name, group in variants.items()}
+    methods = list(dict.fromkeys(row["method"] for rows in next(iter(tables.values())) for row in rows))
+    print("| variant | activation | K | parents | " + " | ".join(methods) + " |")
+    print("|---|---|---|---|" + "---|" * len(methods))
+    for name, per_run in tables.items():
+        cells = {}
+        for rows in per_run:
+            for row in rows:
+                got = cells.setdefault((row["activation"], row["k"]), {})
+                got.setdefault(row["method"], []).append(row["merged_mean"])
+                if row["method"] == methods[0]:  # one parents' mean per group set
+                    got.setdefault("parents", []).append(row["parents_mean"])
+        for (act, k), got in cells.items():
+            print(f"| {name} ({len(per_run)} seeds) | {act} | {k} | {cell(got['parents'])} | "
+                  + " | ".join(cell(got.get(m, [])) for m in methods) + " |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path)
@@ -88,7 +114,10 @@ def main(argv=None) -> None:
     p.add_argument("--group", default="all", help="all (mixed zoo), relu or tanh")
     p.add_argument("--zoo", type=Path, help="the zoo: adds the identity row (each teacher as its own decoding)")
     p.add_argument("--merge", action="store_true", help="the merge table of the independent pairs instead")
+    p.add_argument("--kway", metavar="FOLDER", help="the K-way table from each run's FOLDER/summary.json instead")
     args = p.parse_args(argv)
+    if args.kway:
+        return kway_table(args.runs, args.kway)
     if args.merge:
         return merge_table(args.runs, args.split)
     variants: dict[str, list[Path]] = {}
