@@ -116,9 +116,17 @@ class _GatedEdge(torch.autograd.Function):
 
 
 def gated_edge(a, c, lin: nn.Linear, b, s, eps2: float, *, h_add=None, sq_add=None, n=None, times_z=True,
-               fused: bool = True):
-    """The per-edge gate (see `_GatedEdge`); `fused=False` runs the same math through autograd."""
+               fused: bool | str = True):
+    """The per-edge gate (see `_GatedEdge`).
+
+    fused: True / "auto" -- the native kernel (`gated_edge_native`: CPU, float32/64, d <= 64, a C compiler)
+    where it applies, else `_GatedEdge`; "torch" -- `_GatedEdge`; False -- the same math through autograd."""
     n = n or a.shape[-1]
+    if fused in (True, "auto") and not torch.compiler.is_compiling():
+        from . import gated_edge_native as native
+
+        if native.applies(a, c, lin.weight) and native.library(lin.weight.dtype, lin.weight.shape[0]) is not None:
+            return native._GatedEdgeNative.apply(a, c, lin.weight, lin.bias, h_add, sq_add, b, s, n, eps2, times_z)
     if fused:
         return _GatedEdge.apply(a, c, lin.weight, lin.bias, h_add, sq_add, b, s, n, eps2, times_z)
     z = a * c

@@ -31,7 +31,8 @@ class EdgeMessage(nn.Module):
         self.gate = Gate(d, cfg.activation, False)
         self.tail = Tail(d, d, n_layers, cfg.activation, cfg.layer_norm)
         self.fusable = n_layers == 1 and cfg.activation == "silu"
-        self.fused = self.fusable
+        # True: the native kernel where it applies (gated_edge_native), else _GatedEdge; "torch": _GatedEdge
+        self.fused = (True if cfg.edge_kernel == "auto" else cfg.edge_kernel) if self.fusable else False
 
     def forward(self, eE: torch.Tensor, vx: torch.Tensor, canon: Canon) -> torch.Tensor:
         if self.fusable:

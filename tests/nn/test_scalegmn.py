@@ -211,11 +211,17 @@ def test_cuda_matches_cpu(trained_relu_cnns):
             enc.cpu()
 
 
+@pytest.mark.parametrize("kernel", ["torch", "native"])
 @pytest.mark.parametrize("s", [None, -1.0, 1.0, "tensor"])
 @pytest.mark.parametrize("bias,extra,times_z", [(False, False, True), (True, True, False)])
-def test_fused_edge_gate_gradients(s, bias, extra, times_z):
-    """The hand-written backward of the per-edge gate: gradcheck, and equal to the autograd composite."""
+def test_fused_edge_gate_gradients(s, bias, extra, times_z, kernel):
+    """The hand-written backwards of the per-edge gate (`_GatedEdge`, torch ops; `_GatedEdgeNative`, the C
+    kernel): gradcheck, and equal to the autograd composite."""
+    from gmnae.nn import gated_edge_native
     from gmnae.nn.gated_edge import _GatedEdge, gated_edge
+    if kernel == "native" and gated_edge_native.library(torch.float64, 5) is None:
+        pytest.skip("the native gate did not build (no C compiler?)")
+    fn_cls, fused = (_GatedEdge, "torch") if kernel == "torch" else (gated_edge_native._GatedEdgeNative, True)
     g = torch.Generator().manual_seed(0)
     kw = dict(dtype=torch.float64)
     a = torch.randn(2, 3, 4, 5, generator=g, **kw).requires_grad_()
@@ -227,16 +233,60 @@ def test_fused_edge_gate_gradients(s, bias, extra, times_z):
     if s == "tensor":
         s = torch.tensor([1.0, -1.0], **kw).view(2, 1, 1, 1)
     n = 10 if extra else 5
-    fn = lambda a, c, W, b, h_add, sq_add: _GatedEdge.apply(a, c, W, lin.bias, h_add, sq_add, b, s, n, 1e-12, times_z)
+    fn = lambda a, c, W, b, h_add, sq_add: fn_cls.apply(a, c, W, lin.bias, h_add, sq_add, b, s, n, 1e-12, times_z)
     assert torch.autograd.gradcheck(fn, (a, c, lin.weight, b, h_add, sq_add))
     ins = [t for t in (a, c, lin.weight, lin.bias, b, h_add, sq_add) if t is not None]
     outs = []
-    for fused in (True, False):
-        y = gated_edge(a, c, lin, b, s, 1e-12, h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=fused)
+    for f in (fused, False):
+        y = gated_edge(a, c, lin, b, s, 1e-12, h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=f)
+        if f:
+            assert type(y.grad_fn).__name__ == fn_cls.__name__ + "Backward"
         outs.append((y, torch.autograd.grad((y * y.detach().cos()).sum(), ins)))
     assert torch.allclose(outs[0][0], outs[1][0], atol=1e-12)
     for x, y in zip(outs[0][1], outs[1][1]):
         assert torch.allclose(x, y, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["dense", "edge"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16-autocast"])
+def test_native_edge_gate_float32(layout, dtype):
+    """The float32 kernel (what training runs) against the torch gate, on the layer's two layouts (dense
+    blocks with broadcast node operands, edge lists with per-edge ones), threads splitting the rows; under
+    bf16 autocast the kernel computes in float32 (the torch gate's matmul runs in bf16)."""
+    from gmnae.nn import gated_edge_native
+    from gmnae.nn.gated_edge import gated_edge
+    if gated_edge_native.library(torch.float32, 32) is None:
+        pytest.skip("the native gate did not build (no C compiler?)")
+    g = torch.Generator().manual_seed(0)
+    d = 32
+    if layout == "dense":
+        shapes = dict(a=(6, 7, 5, d), c=(6, 1, 5, d), h_add=(6, 7, 1, d), sq_add=(6, 7, 1, 1), s=(6, 1, 1, 1))
+    else:
+        shapes = dict(a=(50, d), c=(50, d), h_add=(50, d), sq_add=(50, 1), s=(50, 1))
+    t = {k: torch.randn(*v, generator=g).requires_grad_(k != "s") for k, v in shapes.items()}
+    t["sq_add"] = t["sq_add"].detach().abs().requires_grad_()
+    t["s"] = t["s"].sign()
+    lin = torch.nn.Linear(d, d)
+    b = torch.randn(d, generator=g).requires_grad_()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for extra in (False, True):
+            kw = dict(h_add=t["h_add"], sq_add=t["sq_add"], n=2 * d, times_z=False) if extra else {}
+            ins = [t["a"], t["c"], lin.weight, lin.bias, b] + ([t["h_add"], t["sq_add"]] if extra else [])
+            outs = []
+            for f in (True, "torch"):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                    a = t["a"].to(dtype) if dtype == torch.bfloat16 else t["a"]
+                    y = gated_edge(a, t["c"], lin, b, t["s"], 1e-16, fused=f, **kw)
+                assert y.dtype == torch.float32
+                outs.append((y, torch.autograd.grad((y * y.detach().cos()).sum(), ins)))
+            tol = 1e-5 if dtype == torch.float32 else 3e-2
+            assert rel(outs[0][0], outs[1][0]) < tol
+            for x, y in zip(outs[0][1], outs[1][1]):
+                assert rel(x, y) < tol
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
@@ -252,3 +302,23 @@ def test_compiled_dense_path_matches_eager(trained_sirens):
         moved = random_transform(arch, params, "PD", generator=torch.Generator().manual_seed(0))
         assert rel(enc(moved), zc) <= TOL[torch.float32]
     assert rel(zc, z) < 1e-5
+
+
+@pytest.mark.parametrize("path", ["dense", "edge"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["fwd", "bidir"])
+def test_edge_kernels_agree(mixed_cnns, path, bidirectional):
+    """edge_kernel="auto" (the native gate, which the invariance tests above run through) and "torch"
+    (`_GatedEdge`): the same latent and parameter gradients, on a hetero batch (per-network sign flags)."""
+    from gmnae.nn import gated_edge_native
+    if gated_edge_native.library(torch.float64, 24) is None:
+        pytest.skip("the native gate did not build (no C compiler?)")
+    arch, params, act = mixed_cnns
+    out = []
+    for kernel in ("auto", "torch"):
+        enc = encoder(arch, "hetero", bidirectional, path=path, edge_kernel=kernel)
+        z = enc(params[:6], activation=act[:6])
+        grads = torch.autograd.grad(z.square().sum(), list(enc.parameters()), allow_unused=True)
+        out.append((z, [g for g in grads if g is not None]))
+    assert rel(out[0][0], out[1][0]) < 1e-12
+    for x, y in zip(out[0][1], out[1][1]):
+        assert rel(x, y) < 1e-10

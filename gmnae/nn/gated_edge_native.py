@@ -1,0 +1,294 @@
+"""The per-edge gate as a native kernel: `gated_edge.c`, compiled on first use with the machine's C compiler.
+
+Why C: `_GatedEdge` (torch ops) streams every per-edge tensor `[B, n_out, n_in, d]` through memory ~20
+times in the forward and ~45 in the backward; the kernel does one row (one edge, d values) at a time with
+the d x d matvec inside the loop (W stays in L1), so the forward reads its inputs once and writes `out`
+once, and the backward (which recomputes z, h, y, g instead of saving them) reads the inputs and the
+output gradient once and writes the input gradients once. It runs where it pays: on CPU, float32 and
+float64, d <= `MAX_D` (beyond that MKL's blocked matmul beats a row-at-a-time matvec); under bf16 autocast
+it computes in float32 (the torch path runs the matmul in bf16 and the rest in float32).
+
+Built once per (source, compiler, flags, CPU, precision) into `$GMNAE_CACHE_DIR/native` (default
+`~/.cache/gmnae/native`), the same cache as the SIREN fitter (gmnae/zoo/siren_native.py). Without a C
+compiler or a writable cache, or with `GMNAE_NATIVE=0`, `library()` returns None and the encoder uses the
+torch `_GatedEdge` (same math; the tests check the two agree).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from ..zoo.siren_native import _cpu_key, cache_dir
+
+SOURCE = Path(__file__).with_name("gated_edge.c")
+# -ffast-math at compile time only: linking with it would pull in crtfastmath.o (GCC < 13), which sets
+# flush-to-zero for the whole process on load. It lets GCC vectorise exp() through glibc's libmvec.
+CFLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native", "-fPIC"]
+LIBS = ["-lmvec", "-lm"]
+MAX_D = 64
+BUILD_SECONDS: dict[str, float] = {}  # compile time per precision in this process (0.0: from the cache)
+
+_i64, _int = ctypes.c_longlong, ctypes.c_int
+
+
+def _struct(real):
+    P = ctypes.POINTER(real)
+    fields = [("R0", _i64), ("R1", _i64), ("R2", _i64), ("d", _i64)]
+    for name, s in (("a", "sa"), ("c", "sc"), ("hadd", "sh"), ("sqadd", "sq"), ("s", "ss")):
+        fields += [(name, P), (s + "0", _i64), (s + "1", _i64), (s + "2", _i64)]
+    fields += [("s_scalar", real), ("s_mode", _int), ("times_z", _int), ("W", P), ("Wt", P), ("wb", P), ("b", P),
+               ("n", real), ("eps2", real), ("out", P), ("r", P), ("dout", P)]
+    for name, s, acc in (("da", "sda", True), ("dc", "sdc", True), ("dhadd", "sdh", False), ("dsqadd", "sdq", False)):
+        fields += [(name, P), (s + "0", _i64), (s + "1", _i64), (s + "2", _i64)] + ([(name + "_acc", _int)] if acc else [])
+    fields += [("dW", P), ("dwb", P), ("db", P), ("i0_begin", _i64), ("i0_end", _i64)]
+    return type(f"GE_{real.__name__}", (ctypes.Structure,), {"_fields_": fields})
+
+
+_STRUCTS = {torch.float32: _struct(ctypes.c_float), torch.float64: _struct(ctypes.c_double)}
+_NAMES = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _build(dtype: torch.dtype, d: int) -> Path | None:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    defs = (["-DREAL=float", "-DREAL_IS_FLOAT"] if dtype == torch.float32 else ["-DREAL=double"]) + [f"-DD={d}"]
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, *CFLAGS, *defs, *LIBS, _cpu_key()]).encode())
+    lib = cache_dir() / f"gated_edge_{_NAMES[dtype]}_d{d}_{key.hexdigest()[:16]}.so"
+    if lib.is_file():
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    # compile to private names, then rename: concurrent builds (DDP ranks, parallel tests) never see half a file
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
+    os.close(fd)
+    obj = tmp[:-3] + ".o"
+    try:
+        if subprocess.run([cc, *CFLAGS, *defs, "-c", str(SOURCE), "-o", obj], capture_output=True).returncode != 0:
+            return None
+        for libs in (LIBS, ["-lm"]):  # without libmvec (non-glibc) exp() is scalar: correct, slower
+            if subprocess.run([cc, "-shared", obj, "-o", tmp, *libs], capture_output=True).returncode == 0:
+                os.replace(tmp, lib)
+                return lib
+        return None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        Path(obj).unlink(missing_ok=True)
+
+
+@lru_cache(maxsize=None)
+def _library(dtype: torch.dtype, d: int):
+    t0 = time.perf_counter()
+    try:
+        path = _build(dtype, d)
+        lib = None if path is None else ctypes.CDLL(str(path))
+    except OSError:
+        lib = None
+    BUILD_SECONDS[f"{_NAMES[dtype]}_d{d}"] = time.perf_counter() - t0
+    if lib is None:
+        return None
+    for fn in (lib.ge_forward, lib.ge_backward):
+        fn.argtypes = [ctypes.POINTER(_STRUCTS[dtype])]
+        fn.restype = _int
+    return lib
+
+
+_warned = False
+
+
+def library(dtype: torch.dtype = torch.float32, d: int = 32):
+    """The compiled kernel for `dtype` (float32 / float64) and width d, or None (GMNAE_NATIVE=0, no compiler,
+    another dtype, d > MAX_D)."""
+    global _warned
+    if os.environ.get("GMNAE_NATIVE", "1") == "0" or dtype not in _STRUCTS or not 1 <= d <= MAX_D:
+        return None
+    lib = _library(dtype, d)
+    if lib is None and not _warned:
+        _warned = True
+        print("note: the native per-edge gate did not build (it needs a C compiler, e.g. apt-get install gcc, and a "
+              f"writable {cache_dir()}; GMNAE_CACHE_DIR moves it): using the torch gate, slower on CPU", file=sys.stderr)
+    return lib
+
+
+def applies(a: torch.Tensor, c: torch.Tensor, W: torch.Tensor) -> bool:
+    """Whether the kernel takes this call: CPU tensors, float32/float64 parameters, d <= MAX_D, <= 4 dims."""
+    return (W.device.type == "cpu" and a.device.type == "cpu" and c.device.type == "cpu"
+            and W.dtype in _STRUCTS and W.shape[0] == W.shape[1] <= MAX_D
+            and max(a.dim(), c.dim()) <= 4 and a.shape[-1] == c.shape[-1] == W.shape[1])
+
+
+def _view(t: torch.Tensor, lead, last: int) -> torch.Tensor:
+    """`t` broadcast to `[*lead, last]` (broadcast dims stride 0, last dim contiguous), then as
+    `[R0, R1, R2, last]` (trailing 1s added: the first dim is the one split over threads)."""
+    full = tuple(lead) + (last,)
+    t = t.reshape((1,) * (len(full) - t.dim()) + tuple(t.shape))
+    if t.stride(-1) != 1 and t.shape[-1] > 1:
+        t = t.contiguous()
+    v = t.expand(full)
+    while v.dim() < 4:
+        v = v.unsqueeze(-2)
+    return v
+
+
+def _ptr(t, P):
+    return None if t is None else ctypes.cast(t.data_ptr(), P)
+
+
+def _strides(v):
+    return v.stride(0), v.stride(1), v.stride(2)
+
+
+def _acc(v, rows) -> int:
+    """Whether a gradient buffer viewed as `v` is broadcast over dims 1-2 (several rows write one place)."""
+    return int(any(v.stride(i) == 0 and rows[i] > 1 for i in (1, 2)))
+
+
+def _chunks(R0: int, threads: int, dim0_ok: bool):
+    n = max(1, min(R0, threads if dim0_ok else 1))
+    bounds = [R0 * i // n for i in range(n + 1)]
+    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
+
+def _run(fn, structs):
+    if len(structs) == 1:
+        rc = [fn(ctypes.byref(structs[0]))]
+    else:
+        with ThreadPoolExecutor(len(structs)) as pool:  # ctypes releases the GIL during the call
+            rc = list(pool.map(lambda s: fn(ctypes.byref(s)), structs))
+    if any(rc):
+        raise RuntimeError("native gated_edge kernel: d too large")
+
+
+class _GatedEdgeNative(torch.autograd.Function):
+    """`_GatedEdge`'s math (gated_edge.py) in `gated_edge.c`: one pass each way over the per-edge rows."""
+
+    @staticmethod
+    def forward(ctx, a, c, W, w_b, h_add, sq_add, b, s, n, eps2, times_z):
+        dt = W.dtype
+        lib = library(dt, W.shape[0])
+        ctx.in_dtypes = (a.dtype, c.dtype)
+        a, c = a.to(dt), c.to(dt)  # bf16 autocast inputs: the kernel computes in the parameters' dtype
+        full = torch.broadcast_shapes(a.shape, c.shape, *(() if h_add is None else (h_add.shape,)))
+        lead = torch.broadcast_shapes(full[:-1], *(() if sq_add is None else (sq_add.shape[:-1],)),
+                                      *((s.shape[:-1],) if torch.is_tensor(s) else ()))
+        d = W.shape[0]
+        rows = _view(W.new_empty(()), lead, d).shape[:3]
+        st = _STRUCTS[dt]()
+        P = ctypes.POINTER(ctypes.c_float if dt == torch.float32 else ctypes.c_double)
+        keep = []  # tensors whose memory the struct points at
+
+        def operand(name, pre, t, last):
+            if t is None:
+                setattr(st, name, None)
+                return None
+            v = _view(t.to(dt), lead, last)
+            keep.append(v)
+            setattr(st, name, _ptr(v, P))
+            for i, x in enumerate(_strides(v)):
+                setattr(st, f"{pre}{i}", x)
+            return v
+
+        operand("a", "sa", a, d)
+        operand("c", "sc", c, d)
+        operand("hadd", "sh", h_add, d)
+        operand("sqadd", "sq", sq_add, 1)
+        if torch.is_tensor(s):
+            operand("s", "ss", s, 1)
+            st.s_mode = 2
+        else:
+            st.s_mode, st.s_scalar = (0, 0.0) if s is None else (1, float(s))
+        Wc = W.detach().contiguous()
+        Wt = Wc.t().contiguous()
+        bc = b.detach().to(dt).contiguous()
+        wbc = None if w_b is None else w_b.detach().contiguous()
+        keep += [Wc, Wt, bc] + ([] if wbc is None else [wbc])
+        st.R0, st.R1, st.R2, st.d = *rows, d
+        st.W, st.Wt, st.wb, st.b = _ptr(Wc, P), _ptr(Wt, P), _ptr(wbc, P), _ptr(bc, P)
+        st.times_z, st.n, st.eps2 = int(times_z), float(n), float(eps2)
+        out = torch.empty(*rows, d, dtype=dt)
+        r = torch.empty(*rows, dtype=dt)
+        st.out, st.r = _ptr(out, P), _ptr(r, P)
+        structs = []
+        for lo, hi in _chunks(rows[0], torch.get_num_threads(), True):
+            x = _STRUCTS[dt]()
+            ctypes.pointer(x)[0] = st
+            x.i0_begin, x.i0_end = lo, hi
+            structs.append(x)
+        _run(lib.ge_forward, structs)
+        ctx.st, ctx.keep, ctx.P = st, keep, P
+        ctx.shapes = (a.shape, c.shape, None if h_add is None else h_add.shape,
+                      None if sq_add is None else sq_add.shape, w_b is not None)
+        ctx.lead = tuple(lead)
+        ctx.save_for_backward(a, c, W, w_b, h_add, sq_add, b, r)
+        return out.view(*lead, d)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout):
+        a, c, W, w_b, h_add, sq_add, b, r = ctx.saved_tensors
+        st, P = ctx.st, ctx.P
+        dt = W.dtype
+        lib = library(dt, W.shape[0])
+        a_shape, c_shape, h_add_shape, sq_add_shape, has_wb = ctx.shapes
+        need = ctx.needs_input_grad
+        rows, d = (st.R0, st.R1, st.R2), st.d
+        go = dout.to(dt).contiguous()
+        st.dout = _ptr(go, P)
+        st.r = _ptr(r, P)
+        grads, dim0_shared = {}, []
+
+        def grad_buf(name, pre, shape, last, wanted, acc_field=None):
+            if not wanted or shape is None:
+                setattr(st, name, None)
+                return None
+            probe = torch.empty(shape, dtype=dt)
+            v = _view(probe, ctx.lead, last)
+            acc = _acc(v, rows)
+            buf = torch.zeros(shape, dtype=dt) if acc or acc_field is None else probe
+            v = _view(buf, ctx.lead, last)
+            dim0_shared.append(v.stride(0) == 0 and rows[0] > 1)
+            setattr(st, name, _ptr(v, P))
+            for i, x in enumerate(_strides(v)):
+                setattr(st, f"{pre}{i}", x)
+            if acc_field:
+                setattr(st, acc_field, acc)
+            grads[name] = buf
+            return v
+
+        grad_buf("da", "sda", a_shape, d, need[0], "da_acc")
+        grad_buf("dc", "sdc", c_shape, d, need[1], "dc_acc")
+        grad_buf("dhadd", "sdh", h_add_shape, d, need[4])
+        grad_buf("dsqadd", "sdq", sq_add_shape, 1, need[5])
+        # operands broadcast over dim 0 would be written from several threads: then one call
+        chunks = _chunks(rows[0], torch.get_num_threads(), not any(dim0_shared))
+        k = len(chunks)
+        dW = torch.zeros(k, d, d, dtype=dt) if need[2] else None
+        dwb = torch.zeros(k, d, dtype=dt) if has_wb and need[3] else None
+        db = torch.zeros(k, d, dtype=dt) if need[6] else None
+        structs = []
+        for j, (lo, hi) in enumerate(chunks):
+            x = _STRUCTS[dt]()
+            ctypes.pointer(x)[0] = st
+            x.i0_begin, x.i0_end = lo, hi
+            x.dW = None if dW is None else _ptr(dW[j], P)
+            x.dwb = None if dwb is None else _ptr(dwb[j], P)
+            x.db = None if db is None else _ptr(db[j], P)
+            structs.append(x)
+        _run(lib.ge_backward, structs)
+        in_a, in_c = ctx.in_dtypes
+        da = grads.get("da")
+        dc = grads.get("dc")
+        return (None if da is None else da.to(in_a), None if dc is None else dc.to(in_c),
+                None if dW is None else dW.sum(0), None if dwb is None else dwb.sum(0),
+                grads.get("dhadd"), grads.get("dsqadd"), None if db is None else db.sum(0).to(b.dtype),
+                None, None, None, None)
