@@ -12,6 +12,8 @@
  * and the row factor `r`; the backward recomputes z, h, y, g from the inputs (cheaper than reading them
  * back: the step is memory-bound) and writes the input gradients. The d x d matvecs run inside the row
  * loop (W: 4 KB at d = 32, in L1), so each per-edge tensor is read once and written once per direction.
+ * `out` may be summed over one of the row dims 1-2 inside the kernel (the layer sums the messages over
+ * senders): then the per-edge output is never written, and the backward reads the broadcast gradient.
  * A call covers rows i0 in [i0_begin, i0_end); gradients of operands broadcast over dims 1-2 accumulate
  * (+=) within a call, dW / dwb / db accumulate into the call's own buffers (the caller sums them), so
  * calls on disjoint i0 ranges can run on separate threads.
@@ -55,9 +57,9 @@ typedef struct {
     const real *wb;                           /* [d] or NULL */
     const real *b;                            /* [d] */
     real n, eps2;
-    real *out;                                /* contiguous rows x d (forward) */
+    real *out; i64 so0, so1, so2; int out_acc; /* forward; out_acc: += (rows summed over a dim, its stride 0) */
     real *r;                                  /* contiguous rows (forward writes, backward reads) */
-    const real *dout;                         /* contiguous rows x d (backward) */
+    const real *dout; i64 sgo0, sgo1, sgo2;   /* backward (stride 0 over a summed dim) */
     real *da; i64 sda0, sda1, sda2; int da_acc;   /* NULL: not needed; acc: += (broadcast operand) */
     real *dc; i64 sdc0, sdc1, sdc2; int dc_acc;
     real *dhadd; i64 sdh0, sdh1, sdh2;            /* always accumulated */
@@ -135,6 +137,7 @@ int ge_forward(const GE *p) {
     const real n = p->n, eps2 = p->eps2;
     RP out = p->out;
     RP rout = p->r;
+    const int out_acc = p->out_acc;
     real z[D], h[D];
     ROW_LOOP_BEGIN
                 real sq = sqa;
@@ -146,21 +149,29 @@ int ge_forward(const GE *p) {
                 row_h(Wt, wb, rh, z, h);
                 const real rr = (real)1 / SQRT(sq / n + eps2);
                 rout[row] = rr;
-                RP o = out + row * D;
+                RP o = out + i0 * p->so0 + i1 * p->so1 + i2 * p->so2;
+                real v[D];
                 if (s_mode) {
 #pragma omp simd
                     for (int k = 0; k < D; k++) {
                         const real y = h[k] * rr, u1 = y + b[k], u2 = sv * y + b[k];
                         const real g = u1 / ((real)1 + EXP(-u1)) + u2 / ((real)1 + EXP(-u2));
-                        o[k] = times_z ? z[k] * g : g;
+                        v[k] = times_z ? z[k] * g : g;
                     }
                 } else {
 #pragma omp simd
                     for (int k = 0; k < D; k++) {
                         const real u1 = h[k] * rr + b[k];
                         const real g = u1 / ((real)1 + EXP(-u1));
-                        o[k] = times_z ? z[k] * g : g;
+                        v[k] = times_z ? z[k] * g : g;
                     }
+                }
+                if (out_acc) {
+#pragma omp simd
+                    for (int k = 0; k < D; k++) o[k] += v[k];
+                } else {
+#pragma omp simd
+                    for (int k = 0; k < D; k++) o[k] = v[k];
                 }
             }
     return 0;
@@ -206,7 +217,7 @@ int ge_backward(const GE *p) {
     int nt = 0;
     for (int k = 0; k < D; k++) dbacc[k] = dwbacc[k] = 0;
     ROW_LOOP_BEGIN
-                CRP go = dout + row * D;
+                CRP go = dout + i0 * p->sgo0 + i1 * p->sgo1 + i2 * p->sgo2;
                 real *dh = dhb[nt];
 #pragma omp simd
                 for (int k = 0; k < D; k++)
@@ -272,5 +283,92 @@ int ge_backward(const GE *p) {
         if (db) db[k] += dbacc[k];
         if (dwb) dwb[k] += dwbacc[k];
     }
+    return 0;
+}
+
+/* The edge update `out = e + eE * silu(p + q)` (p: the sender's, q: the receiver's term, broadcast over the
+ * rows), one pass each way: the forward reads e and eE and writes out; the backward reads dout and eE,
+ * writes deE, and accumulates dp and dq (their rows are shared, so += within a call; de = dout is the
+ * caller's). */
+typedef struct {
+    i64 R0, R1, R2, d;
+    const real *e; i64 se0, se1, se2;         /* NULL: out = eE * silu(p + q) (no skip) */
+    const real *x; i64 sx0, sx1, sx2;         /* eE */
+    const real *p; i64 sp0, sp1, sp2;
+    const real *q; i64 sq0, sq1, sq2;
+    real *out;                                /* contiguous rows x d */
+    const real *dout; i64 sgo0, sgo1, sgo2;
+    real *dx; i64 sdx0, sdx1, sdx2; int dx_acc;
+    real *dp; i64 sdp0, sdp1, sdp2;
+    real *dq; i64 sdq0, sdq1, sdq2;
+    i64 i0_begin, i0_end;
+} EU;
+
+int eu_forward(const EU *a) {
+    if (a->d != D) return 1;
+    for (i64 i0 = a->i0_begin; i0 < a->i0_end; i0++)
+        for (i64 i1 = 0; i1 < a->R1; i1++)
+            for (i64 i2 = 0; i2 < a->R2; i2++) {
+                const i64 row = (i0 * a->R1 + i1) * a->R2 + i2;
+                CRP x = a->x + i0 * a->sx0 + i1 * a->sx1 + i2 * a->sx2;
+                CRP p = a->p + i0 * a->sp0 + i1 * a->sp1 + i2 * a->sp2;
+                CRP q = a->q + i0 * a->sq0 + i1 * a->sq1 + i2 * a->sq2;
+                RP o = a->out + row * D;
+                if (a->e) {
+                    CRP e = a->e + i0 * a->se0 + i1 * a->se1 + i2 * a->se2;
+#pragma omp simd
+                    for (int k = 0; k < D; k++) {
+                        const real u = p[k] + q[k];
+                        o[k] = e[k] + x[k] * (u / ((real)1 + EXP(-u)));
+                    }
+                } else {
+#pragma omp simd
+                    for (int k = 0; k < D; k++) {
+                        const real u = p[k] + q[k];
+                        o[k] = x[k] * (u / ((real)1 + EXP(-u)));
+                    }
+                }
+            }
+    return 0;
+}
+
+int eu_backward(const EU *a) {
+    if (a->d != D) return 1;
+    for (i64 i0 = a->i0_begin; i0 < a->i0_end; i0++)
+        for (i64 i1 = 0; i1 < a->R1; i1++)
+            for (i64 i2 = 0; i2 < a->R2; i2++) {
+                CRP x = a->x + i0 * a->sx0 + i1 * a->sx1 + i2 * a->sx2;
+                CRP p = a->p + i0 * a->sp0 + i1 * a->sp1 + i2 * a->sp2;
+                CRP q = a->q + i0 * a->sq0 + i1 * a->sq1 + i2 * a->sq2;
+                CRP go = a->dout + i0 * a->sgo0 + i1 * a->sgo1 + i2 * a->sgo2;
+                real du[D], dxv[D];
+#pragma omp simd
+                for (int k = 0; k < D; k++) {
+                    const real u = p[k] + q[k];
+                    const real sg = (real)1 / ((real)1 + EXP(-u));
+                    dxv[k] = go[k] * u * sg;
+                    du[k] = go[k] * x[k] * sg * ((real)1 + u * ((real)1 - sg));
+                }
+                if (a->dx) {
+                    RP g = a->dx + i0 * a->sdx0 + i1 * a->sdx1 + i2 * a->sdx2;
+                    if (a->dx_acc) {
+#pragma omp simd
+                        for (int k = 0; k < D; k++) g[k] += dxv[k];
+                    } else {
+#pragma omp simd
+                        for (int k = 0; k < D; k++) g[k] = dxv[k];
+                    }
+                }
+                if (a->dp) {
+                    RP g = a->dp + i0 * a->sdp0 + i1 * a->sdp1 + i2 * a->sdp2;
+#pragma omp simd
+                    for (int k = 0; k < D; k++) g[k] += du[k];
+                }
+                if (a->dq) {
+                    RP g = a->dq + i0 * a->sdq0 + i1 * a->sdq1 + i2 * a->sdq2;
+#pragma omp simd
+                    for (int k = 0; k < D; k++) g[k] += du[k];
+                }
+            }
     return 0;
 }

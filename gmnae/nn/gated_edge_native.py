@@ -48,7 +48,8 @@ def _struct(real):
     for name, s in (("a", "sa"), ("c", "sc"), ("hadd", "sh"), ("sqadd", "sq"), ("s", "ss")):
         fields += [(name, P), (s + "0", _i64), (s + "1", _i64), (s + "2", _i64)]
     fields += [("s_scalar", real), ("s_mode", _int), ("times_z", _int), ("W", P), ("Wt", P), ("wb", P), ("b", P),
-               ("n", real), ("eps2", real), ("out", P), ("r", P), ("dout", P)]
+               ("n", real), ("eps2", real), ("out", P), ("so0", _i64), ("so1", _i64), ("so2", _i64), ("out_acc", _int),
+               ("r", P), ("dout", P), ("sgo0", _i64), ("sgo1", _i64), ("sgo2", _i64)]
     for name, s, acc in (("da", "sda", True), ("dc", "sdc", True), ("dhadd", "sdh", False), ("dsqadd", "sdq", False)):
         fields += [(name, P), (s + "0", _i64), (s + "1", _i64), (s + "2", _i64)] + ([(name + "_acc", _int)] if acc else [])
     fields += [("dW", P), ("dwb", P), ("db", P), ("i0_begin", _i64), ("i0_end", _i64)]
@@ -99,6 +100,9 @@ def _library(dtype: torch.dtype, d: int):
         return None
     for fn in (lib.ge_forward, lib.ge_backward):
         fn.argtypes = [ctypes.POINTER(_STRUCTS[dtype])]
+        fn.restype = _int
+    for fn in (lib.eu_forward, lib.eu_backward):
+        fn.argtypes = [ctypes.POINTER(_EU_STRUCTS[dtype])]
         fn.restype = _int
     return lib
 
@@ -173,7 +177,7 @@ class _GatedEdgeNative(torch.autograd.Function):
     """`_GatedEdge`'s math (gated_edge.py) in `gated_edge.c`: one pass each way over the per-edge rows."""
 
     @staticmethod
-    def forward(ctx, a, c, W, w_b, h_add, sq_add, b, s, n, eps2, times_z):
+    def forward(ctx, a, c, W, w_b, h_add, sq_add, b, s, n, eps2, times_z, reduce=None):
         dt = W.dtype
         lib = library(dt, W.shape[0])
         ctx.in_dtypes = (a.dtype, c.dtype)
@@ -215,7 +219,15 @@ class _GatedEdgeNative(torch.autograd.Function):
         st.R0, st.R1, st.R2, st.d = *rows, d
         st.W, st.Wt, st.wb, st.b = _ptr(Wc, P), _ptr(Wt, P), _ptr(wbc, P), _ptr(bc, P)
         st.times_z, st.n, st.eps2 = int(times_z), float(n), float(eps2)
-        out = torch.empty(*rows, d, dtype=dt)
+        # reduce: the output summed over that row dim (1 or 2 of a 3-dim lead) inside the kernel
+        assert reduce is None or (len(lead) == 3 and reduce in (1, 2))
+        oshape = list(rows) + [d]
+        if reduce is not None:
+            oshape[reduce] = 1
+        out = (torch.zeros if reduce is not None else torch.empty)(oshape, dtype=dt)
+        ov = out.expand(*rows, d)
+        st.so0, st.so1, st.so2 = _strides(ov)
+        st.out_acc = int(reduce is not None)
         r = torch.empty(*rows, dtype=dt)
         st.out, st.r = _ptr(out, P), _ptr(r, P)
         structs = []
@@ -228,9 +240,9 @@ class _GatedEdgeNative(torch.autograd.Function):
         ctx.st, ctx.keep, ctx.P = st, keep, P
         ctx.shapes = (a.shape, c.shape, None if h_add is None else h_add.shape,
                       None if sq_add is None else sq_add.shape, w_b is not None)
-        ctx.lead = tuple(lead)
+        ctx.lead, ctx.reduce = tuple(lead), reduce
         ctx.save_for_backward(a, c, W, w_b, h_add, sq_add, b, r)
-        return out.view(*lead, d)
+        return out.view(*lead, d) if reduce is None else out.squeeze(reduce)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -242,8 +254,12 @@ class _GatedEdgeNative(torch.autograd.Function):
         a_shape, c_shape, h_add_shape, sq_add_shape, has_wb = ctx.shapes
         need = ctx.needs_input_grad
         rows, d = (st.R0, st.R1, st.R2), st.d
-        go = dout.to(dt).contiguous()
+        go = dout.to(dt)
+        if ctx.reduce is not None:
+            go = go.unsqueeze(ctx.reduce)
+        go = _view(go, ctx.lead, d)  # a summed dim: stride 0 (the gradient is read, never expanded in memory)
         st.dout = _ptr(go, P)
+        st.sgo0, st.sgo1, st.sgo2 = _strides(go)
         st.r = _ptr(r, P)
         grads, dim0_shared = {}, []
 
@@ -291,4 +307,133 @@ class _GatedEdgeNative(torch.autograd.Function):
         return (None if da is None else da.to(in_a), None if dc is None else dc.to(in_c),
                 None if dW is None else dW.sum(0), None if dwb is None else dwb.sum(0),
                 grads.get("dhadd"), grads.get("dsqadd"), None if db is None else db.sum(0).to(b.dtype),
-                None, None, None, None)
+                None, None, None, None, None)
+
+
+def _eu_struct(real):
+    P = ctypes.POINTER(real)
+    fields = [("R0", _i64), ("R1", _i64), ("R2", _i64), ("d", _i64)]
+    for name, s in (("e", "se"), ("x", "sx"), ("p", "sp"), ("q", "sq")):
+        fields += [(name, P), (s + "0", _i64), (s + "1", _i64), (s + "2", _i64)]
+    fields += [("out", P), ("dout", P), ("sgo0", _i64), ("sgo1", _i64), ("sgo2", _i64),
+               ("dx", P), ("sdx0", _i64), ("sdx1", _i64), ("sdx2", _i64), ("dx_acc", _int),
+               ("dp", P), ("sdp0", _i64), ("sdp1", _i64), ("sdp2", _i64),
+               ("dq", P), ("sdq0", _i64), ("sdq1", _i64), ("sdq2", _i64), ("i0_begin", _i64), ("i0_end", _i64)]
+    return type(f"EU_{real.__name__}", (ctypes.Structure,), {"_fields_": fields})
+
+
+_EU_STRUCTS = {torch.float32: _eu_struct(ctypes.c_float), torch.float64: _eu_struct(ctypes.c_double)}
+
+
+def _set(st, name, pre, v, P):
+    setattr(st, name, _ptr(v, P))
+    for i, x in enumerate(_strides(v)):
+        setattr(st, f"{pre}{i}", x)
+
+
+def _split(st, cls, chunks):
+    out = []
+    for lo, hi in chunks:
+        x = cls()
+        ctypes.pointer(x)[0] = st
+        x.i0_begin, x.i0_end = lo, hi
+        out.append(x)
+    return out
+
+
+def edge_update_applies(x: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> bool:
+    d = x.shape[-1]
+    return (x.device.type == "cpu" and p.device.type == "cpu" and q.device.type == "cpu"
+            and d <= MAX_D and max(x.dim(), p.dim(), q.dim()) <= 4 and p.shape[-1] == q.shape[-1] == d
+            and library(_compute_dtype(p), d) is not None)
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """float64 stays, everything else (float32, bf16 / fp16 under autocast) computes in float32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+class _EdgeUpdateNative(torch.autograd.Function):
+    """`e + eE * silu(p + q)` (or `eE * silu(p + q)` without `e`) in `gated_edge.c`: one pass each way."""
+
+    @staticmethod
+    def forward(ctx, e, x, p, q):
+        dt = _compute_dtype(p)
+        lib = library(dt, p.shape[-1])
+        P = ctypes.POINTER(ctypes.c_float if dt == torch.float32 else ctypes.c_double)
+        shapes = [x.shape, p.shape, q.shape] + ([] if e is None else [e.shape])
+        full = torch.broadcast_shapes(*shapes)
+        lead, d = tuple(full[:-1]), full[-1]
+        ctx.in_dtypes = (None if e is None else e.dtype, x.dtype, p.dtype, q.dtype)
+        ops = {"x": x.to(dt), "p": p.to(dt), "q": q.to(dt)}
+        if e is not None:
+            ops["e"] = e.to(dt)
+        st = _EU_STRUCTS[dt]()
+        views = {k: _view(v, lead, d) for k, v in ops.items()}
+        rows = views["x"].shape[:3]
+        st.R0, st.R1, st.R2, st.d = *rows, d
+        for k, pre in (("e", "se"), ("x", "sx"), ("p", "sp"), ("q", "sq")):
+            if k in views:
+                _set(st, k, pre, views[k], P)
+        out = torch.empty(*rows, d, dtype=dt)
+        st.out = _ptr(out, P)
+        _run(lib.eu_forward, _split(st, _EU_STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), True)))
+        ctx.save_for_backward(ops["x"], ops["p"], ops["q"])
+        ctx.lead, ctx.shapes, ctx.views = lead, (None if e is None else e.shape, x.shape, p.shape, q.shape), views
+        return out.view(*lead, d)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout):
+        x, p, q = ctx.saved_tensors
+        dt = p.dtype
+        d = p.shape[-1]
+        lib = library(dt, d)
+        P = ctypes.POINTER(ctypes.c_float if dt == torch.float32 else ctypes.c_double)
+        e_shape, x_shape, p_shape, q_shape = ctx.shapes
+        need = ctx.needs_input_grad
+        lead = ctx.lead
+        st = _EU_STRUCTS[dt]()
+        views = ctx.views
+        rows = views["x"].shape[:3]
+        st.R0, st.R1, st.R2, st.d = *rows, d
+        for k, pre in (("x", "sx"), ("p", "sp"), ("q", "sq")):
+            _set(st, k, pre, views[k], P)
+        go = dout.to(dt)
+        _set(st, "dout", "sgo", _view(go, lead, d), P)
+        shared0 = []
+        grads = {}
+        for name, pre, shape, wanted in (("dx", "sdx", x_shape, need[1]), ("dp", "sdp", p_shape, need[2]),
+                                         ("dq", "sdq", q_shape, need[3])):
+            if not wanted:
+                setattr(st, name, None)
+                continue
+            v = _view(torch.empty(shape, dtype=dt), lead, d)
+            acc = _acc(v, rows)
+            buf = torch.zeros(shape, dtype=dt) if acc or name != "dx" else torch.empty(shape, dtype=dt)
+            v = _view(buf, lead, d)
+            _set(st, name, pre, v, P)
+            if name == "dx":
+                st.dx_acc = acc
+            shared0.append(v.stride(0) == 0 and rows[0] > 1)
+            grads[name] = buf
+        chunks = _chunks(rows[0], torch.get_num_threads(), not any(shared0))
+        _run(lib.eu_backward, _split(st, _EU_STRUCTS[dt], chunks))
+        de = None
+        if e_shape is not None and need[0]:
+            de = dout if tuple(dout.shape) == tuple(e_shape) else dout.sum_to_size(e_shape)
+            de = de.to(ctx.in_dtypes[0])
+        dx = grads.get("dx")
+        dp, dq = grads.get("dp"), grads.get("dq")
+        return (de, None if dx is None else dx.to(ctx.in_dtypes[1]), None if dp is None else dp.to(ctx.in_dtypes[2]),
+                None if dq is None else dq.to(ctx.in_dtypes[3]))
+
+
+def edge_update(e, x, p, q):
+    """`e + x * silu(p + q)` (`e` None: `x * silu(p + q)`) through the native kernel; None where it does not
+    apply (the caller runs the torch ops)."""
+    if torch.compiler.is_compiling() or not edge_update_applies(x, p, q):
+        return None
+    if e is not None and (e.device.type != "cpu" or e.dim() > 4):
+        return None
+    return _EdgeUpdateNative.apply(e, x, p, q)

@@ -211,12 +211,14 @@ def test_cuda_matches_cpu(trained_relu_cnns):
             enc.cpu()
 
 
+@pytest.mark.parametrize("reduce", [None, 1, 2])
 @pytest.mark.parametrize("kernel", ["torch", "native"])
 @pytest.mark.parametrize("s", [None, -1.0, 1.0, "tensor"])
 @pytest.mark.parametrize("bias,extra,times_z", [(False, False, True), (True, True, False)])
-def test_fused_edge_gate_gradients(s, bias, extra, times_z, kernel):
+def test_fused_edge_gate_gradients(s, bias, extra, times_z, kernel, reduce):
     """The hand-written backwards of the per-edge gate (`_GatedEdge`, torch ops; `_GatedEdgeNative`, the C
-    kernel): gradcheck, and equal to the autograd composite."""
+    kernel, which sums the output over `reduce` inside): gradcheck, and equal to the autograd composite."""
+    from types import SimpleNamespace
     from gmnae.nn import gated_edge_native
     from gmnae.nn.gated_edge import _GatedEdge, gated_edge
     if kernel == "native" and gated_edge_native.library(torch.float64, 5) is None:
@@ -233,14 +235,18 @@ def test_fused_edge_gate_gradients(s, bias, extra, times_z, kernel):
     if s == "tensor":
         s = torch.tensor([1.0, -1.0], **kw).view(2, 1, 1, 1)
     n = 10 if extra else 5
-    fn = lambda a, c, W, b, h_add, sq_add: fn_cls.apply(a, c, W, lin.bias, h_add, sq_add, b, s, n, 1e-12, times_z)
+    fn = lambda a, c, W, b, h_add, sq_add: gated_edge(a, c, SimpleNamespace(weight=W, bias=lin.bias), b, s, 1e-12,
+                                                      h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=fused,
+                                                      reduce=reduce)
     assert torch.autograd.gradcheck(fn, (a, c, lin.weight, b, h_add, sq_add))
     ins = [t for t in (a, c, lin.weight, lin.bias, b, h_add, sq_add) if t is not None]
     outs = []
     for f in (fused, False):
-        y = gated_edge(a, c, lin, b, s, 1e-12, h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=f)
+        y = gated_edge(a, c, lin, b, s, 1e-12, h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=f,
+                       reduce=reduce)
         if f:
-            assert type(y.grad_fn).__name__ == fn_cls.__name__ + "Backward"
+            grad_fn = y.grad_fn if kernel == "native" or reduce is None else y.grad_fn.next_functions[0][0]
+            assert type(grad_fn).__name__ == fn_cls.__name__ + "Backward"
         outs.append((y, torch.autograd.grad((y * y.detach().cos()).sum(), ins)))
     assert torch.allclose(outs[0][0], outs[1][0], atol=1e-12)
     for x, y in zip(outs[0][1], outs[1][1]):
@@ -271,8 +277,11 @@ def test_native_edge_gate_float32(layout, dtype):
     threads = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        for extra in (False, True):
+        for extra, reduce in ((False, None), (True, None), (False, 2), (True, 1)):
+            if reduce is not None and layout == "edge":
+                continue
             kw = dict(h_add=t["h_add"], sq_add=t["sq_add"], n=2 * d, times_z=False) if extra else {}
+            kw["reduce"] = reduce
             ins = [t["a"], t["c"], lin.weight, lin.bias, b] + ([t["h_add"], t["sq_add"]] if extra else [])
             outs = []
             for f in (True, "torch"):
@@ -322,3 +331,27 @@ def test_edge_kernels_agree(mixed_cnns, path, bidirectional):
     assert rel(out[0][0], out[1][0]) < 1e-12
     for x, y in zip(out[0][1], out[1][1]):
         assert rel(x, y) < 1e-10
+
+
+@pytest.mark.parametrize("skip", [True, False])
+@pytest.mark.parametrize("layout", ["dense", "edge"])
+def test_native_edge_update(layout, skip):
+    """The native edge update `e + eE * silu(p + q)`: gradcheck (float64) on both layouts, and equal to the
+    torch ops; under bf16 autocast inputs it computes in float32."""
+    import torch.nn.functional as F
+
+    from gmnae.nn import gated_edge_native
+    if gated_edge_native.library(torch.float64, 4) is None:
+        pytest.skip("the native kernels did not build (no C compiler?)")
+    g = torch.Generator().manual_seed(0)
+    shapes = ((3, 5, 6, 4), (3, 5, 6, 4), (3, 1, 6, 4), (3, 5, 1, 4)) if layout == "dense" else ((20, 4),) * 4
+    e, x, p, q = (torch.randn(*s, generator=g, dtype=torch.float64).requires_grad_() for s in shapes)
+    e = e if skip else None
+    fn = lambda e, x, p, q: gated_edge_native._EdgeUpdateNative.apply(e, x, p, q)
+    assert torch.autograd.gradcheck(fn, (e, x, p, q))
+    ref = (x * F.silu(p + q)) if e is None else e + x * F.silu(p + q)
+    assert rel(gated_edge_native.edge_update(e, x, p, q), ref) < 1e-14
+    xb, pb, qb = x.detach().bfloat16(), p.detach().bfloat16(), q.detach().bfloat16()
+    out = gated_edge_native.edge_update(None if e is None else e.detach().float(), xb, pb, qb)
+    refb = xb.float() * F.silu(pb.float() + qb.float()) + (0 if e is None else e.detach().float())
+    assert out.dtype == torch.float32 and rel(out, refb) < 1e-6
