@@ -37,7 +37,18 @@ SOURCE = Path(__file__).with_name("gated_edge.c")
 CFLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native", "-fPIC"]
 LIBS = ["-lmvec", "-lm"]
 MAX_D = 64
-BUILD_SECONDS: dict[str, float] = {}  # compile time per precision in this process (0.0: from the cache)
+BUILD_SECONDS: dict[str, float] = {}  # compile (or cache load) time per kernel in this process
+# The kernels' own work, for the roofline (`benchmarks/fused.py`): set to {"flops": 0, "bytes": 0} to count.
+# flops: the matvecs (2 d^2 per row each: one forward, three backward); bytes: each distinct input element
+# read once, each output written once (accumulated gradients: read and written).
+COUNTERS: dict | None = None
+
+
+def _count(flops: float, *tensors, acc=()) -> None:
+    if COUNTERS is not None:
+        COUNTERS["flops"] += flops
+        COUNTERS["bytes"] += sum(t.numel() * t.element_size() for t in tensors if t is not None)
+        COUNTERS["bytes"] += 2 * sum(t.numel() * t.element_size() for t in acc if t is not None)
 
 _i64, _int = ctypes.c_longlong, ctypes.c_int
 
@@ -144,6 +155,10 @@ def _view(t: torch.Tensor, lead, last: int) -> torch.Tensor:
     return v
 
 
+def out_rows(rows) -> int:
+    return rows[0] * rows[1] * rows[2]
+
+
 def _ptr(t, P):
     return None if t is None else ctypes.cast(t.data_ptr(), P)
 
@@ -163,12 +178,20 @@ def _chunks(R0: int, threads: int, dim0_ok: bool):
     return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
+_pool: list = [None, 0]  # one ThreadPoolExecutor kept between calls (starting threads costs ~0.1 ms a call)
+
+
 def _run(fn, structs):
     if len(structs) == 1:
         rc = [fn(ctypes.byref(structs[0]))]
     else:
-        with ThreadPoolExecutor(len(structs)) as pool:  # ctypes releases the GIL during the call
-            rc = list(pool.map(lambda s: fn(ctypes.byref(s)), structs))
+        if _pool[1] < len(structs):
+            if _pool[0] is not None:
+                _pool[0].shutdown(wait=False)
+            _pool[0], _pool[1] = ThreadPoolExecutor(len(structs), thread_name_prefix="gmnae-gate"), len(structs)
+        # ctypes releases the GIL during the call; the first chunk runs on the calling thread
+        futs = [_pool[0].submit(fn, ctypes.byref(s)) for s in structs[1:]]
+        rc = [fn(ctypes.byref(structs[0]))] + [f.result() for f in futs]
     if any(rc):
         raise RuntimeError("native gated_edge kernel: d too large")
 
@@ -237,6 +260,10 @@ class _GatedEdgeNative(torch.autograd.Function):
             x.i0_begin, x.i0_end = lo, hi
             structs.append(x)
         _run(lib.ge_forward, structs)
+        _count(2.0 * out_rows(rows) * d * d, a, c, h_add, sq_add, s if torch.is_tensor(s) else None, r, W,
+               **({"acc": (out,)} if reduce is not None else {}))
+        if reduce is None:
+            _count(0.0, out)
         ctx.st, ctx.keep, ctx.P = st, keep, P
         ctx.shapes = (a.shape, c.shape, None if h_add is None else h_add.shape,
                       None if sq_add is None else sq_add.shape, w_b is not None)
@@ -301,6 +328,9 @@ class _GatedEdgeNative(torch.autograd.Function):
             x.db = None if db is None else _ptr(db[j], P)
             structs.append(x)
         _run(lib.ge_backward, structs)
+        _count(6.0 * out_rows(rows) * d * d, a, c, h_add, sq_add, r, W, dout, dW,
+               acc=[g for k, g in grads.items() if k in ("dhadd", "dsqadd") or getattr(st, k + "_acc", 0)])
+        _count(0.0, *[g for k, g in grads.items() if k in ("da", "dc") and not getattr(st, k + "_acc", 0)])
         in_a, in_c = ctx.in_dtypes
         da = grads.get("da")
         dc = grads.get("dc")
@@ -378,6 +408,7 @@ class _EdgeUpdateNative(torch.autograd.Function):
         out = torch.empty(*rows, d, dtype=dt)
         st.out = _ptr(out, P)
         _run(lib.eu_forward, _split(st, _EU_STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), True)))
+        _count(0.0, *ops.values(), out)
         ctx.save_for_backward(ops["x"], ops["p"], ops["q"])
         ctx.lead, ctx.shapes, ctx.views = lead, (None if e is None else e.shape, x.shape, p.shape, q.shape), views
         return out.view(*lead, d)
@@ -419,6 +450,8 @@ class _EdgeUpdateNative(torch.autograd.Function):
             grads[name] = buf
         chunks = _chunks(rows[0], torch.get_num_threads(), not any(shared0))
         _run(lib.eu_backward, _split(st, _EU_STRUCTS[dt], chunks))
+        _count(0.0, x, p, q, dout, grads.get("dx") if not st.dx_acc else None,
+               acc=[grads.get("dp"), grads.get("dq")] + ([grads.get("dx")] if st.dx_acc else []))
         de = None
         if e_shape is not None and need[0]:
             de = dout if tuple(dout.shape) == tuple(e_shape) else dout.sum_to_size(e_shape)
