@@ -210,7 +210,6 @@ int ge_backward(const GE *p) {
     RP dwb = p->dwb;
     RP db = p->db;
     const real inv_n = (real)-0.5 / p->n;
-    const real s2 = s_mode ? (real)1 : (real)0;   /* the second silu's weight */
     real z[D], h[D], dz[D];
     real dbacc[D], dwbacc[D];
     real dhb[TILE][D], zb[TILE][D];
@@ -225,20 +224,34 @@ int ge_backward(const GE *p) {
                 row_h(Wt, wb, rh, z, h);
                 const real rr = rin[row];
                 real t = 0;
+                if (s_mode) {
 #pragma omp simd reduction(+:t)
-                for (int k = 0; k < D; k++) {
-                    const real y = h[k] * rr, u1 = y + b[k], u2 = sv * y + b[k];
-                    const real sg1 = (real)1 / ((real)1 + EXP(-u1));
-                    const real sg2 = (real)1 / ((real)1 + EXP(-u2));
-                    const real g = u1 * sg1 + s2 * u2 * sg2;
-                    const real dg = times_z ? go[k] * z[k] : go[k];
-                    dz[k] = times_z ? go[k] * g : 0;
-                    const real du1 = dg * sg1 * ((real)1 + u1 * ((real)1 - sg1));
-                    const real du2 = s2 * dg * sg2 * ((real)1 + u2 * ((real)1 - sg2));
-                    dbacc[k] += du1 + du2;
-                    const real dy = du1 + sv * du2;
-                    t += dy * y;
-                    dh[k] = dy * rr;
+                    for (int k = 0; k < D; k++) {
+                        const real y = h[k] * rr, u1 = y + b[k], u2 = sv * y + b[k];
+                        const real sg1 = (real)1 / ((real)1 + EXP(-u1));
+                        const real sg2 = (real)1 / ((real)1 + EXP(-u2));
+                        const real g = u1 * sg1 + u2 * sg2;
+                        const real dg = times_z ? go[k] * z[k] : go[k];
+                        dz[k] = times_z ? go[k] * g : 0;
+                        const real du1 = dg * sg1 * ((real)1 + u1 * ((real)1 - sg1));
+                        const real du2 = dg * sg2 * ((real)1 + u2 * ((real)1 - sg2));
+                        dbacc[k] += du1 + du2;
+                        const real dy = du1 + sv * du2;
+                        t += dy * y;
+                        dh[k] = dy * rr;
+                    }
+                } else {
+#pragma omp simd reduction(+:t)
+                    for (int k = 0; k < D; k++) {
+                        const real y = h[k] * rr, u1 = y + b[k];
+                        const real sg1 = (real)1 / ((real)1 + EXP(-u1));
+                        const real dg = times_z ? go[k] * z[k] : go[k];
+                        dz[k] = times_z ? go[k] * u1 * sg1 : 0;
+                        const real dy = dg * sg1 * ((real)1 + u1 * ((real)1 - sg1));
+                        dbacc[k] += dy;
+                        t += dy * y;
+                        dh[k] = dy * rr;
+                    }
                 }
                 const real dsq = t * rr * rr * inv_n;
 #pragma omp simd

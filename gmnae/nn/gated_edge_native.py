@@ -54,7 +54,7 @@ _i64, _int = ctypes.c_longlong, ctypes.c_int
 
 
 def _struct(real):
-    P = ctypes.POINTER(real)
+    P = ctypes.c_void_p  # pointers as plain addresses: assigning an int is ~10x cheaper than ctypes.cast
     fields = [("R0", _i64), ("R1", _i64), ("R2", _i64), ("d", _i64)]
     for name, s in (("a", "sa"), ("c", "sc"), ("hadd", "sh"), ("sqadd", "sq"), ("s", "ss")):
         fields += [(name, P), (s + "0", _i64), (s + "1", _i64), (s + "2", _i64)]
@@ -142,34 +142,53 @@ def applies(a: torch.Tensor, c: torch.Tensor, W: torch.Tensor) -> bool:
             and max(a.dim(), c.dim()) <= 4 and a.shape[-1] == c.shape[-1] == W.shape[1])
 
 
-def _view(t: torch.Tensor, lead, last: int) -> torch.Tensor:
-    """`t` broadcast to `[*lead, last]` (broadcast dims stride 0, last dim contiguous), then as
-    `[R0, R1, R2, last]` (trailing 1s added: the first dim is the one split over threads)."""
-    full = tuple(lead) + (last,)
-    t = t.reshape((1,) * (len(full) - t.dim()) + tuple(t.shape))
-    if t.stride(-1) != 1 and t.shape[-1] > 1:
+def _broadcast(*shapes) -> tuple:
+    """torch.broadcast_shapes on plain tuples (torch's goes through its symbolic-shape machinery: ~50 us)."""
+    n = max(len(s) for s in shapes)
+    out = [1] * n
+    for s in shapes:
+        for i, x in enumerate(s, n - len(s)):
+            if x != 1:
+                if out[i] not in (1, x):
+                    raise ValueError(f"shapes {shapes} do not broadcast")
+                out[i] = x
+    return tuple(out)
+
+
+def _geom(t: torch.Tensor, lead) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """`t` broadcast against `lead` (its last dim excluded), as the address-bearing tensor (made contiguous
+    if its last dim is not) and its strides over the three row dims (0 where broadcast; trailing row dims
+    added as 1s). Plain integer arithmetic: no tensor views (each costs a few us of dispatch)."""
+    if t.shape[-1] > 1 and t.stride(-1) != 1:
         t = t.contiguous()
-    v = t.expand(full)
-    while v.dim() < 4:
-        v = v.unsqueeze(-2)
-    return v
+    shape, strides = t.shape, t.stride()
+    pad = len(lead) + 1 - len(shape)
+    out = [0, 0, 0]
+    for i in range(len(lead)):
+        j = i - pad
+        if j >= 0 and shape[j] != 1:
+            out[i] = strides[j]
+    return t, (out[0], out[1], out[2])
+
+
+def _contig_geom(shape, lead) -> tuple[int, int, int]:
+    """`_geom` of a contiguous tensor of `shape` (before allocating it)."""
+    strides, acc = [], 1
+    for x in reversed(shape):
+        strides.append(acc)
+        acc *= x
+    strides = strides[::-1]
+    pad = len(lead) + 1 - len(shape)
+    out = [0, 0, 0]
+    for i in range(len(lead)):
+        j = i - pad
+        if j >= 0 and shape[j] != 1:
+            out[i] = strides[j]
+    return out[0], out[1], out[2]
 
 
 def out_rows(rows) -> int:
     return rows[0] * rows[1] * rows[2]
-
-
-def _ptr(t, P):
-    return None if t is None else ctypes.cast(t.data_ptr(), P)
-
-
-def _strides(v):
-    return v.stride(0), v.stride(1), v.stride(2)
-
-
-def _acc(v, rows) -> int:
-    """Whether a gradient buffer viewed as `v` is broadcast over dims 1-2 (several rows write one place)."""
-    return int(any(v.stride(i) == 0 and rows[i] > 1 for i in (1, 2)))
 
 
 def _chunks(R0: int, threads: int, dim0_ok: bool):
@@ -205,32 +224,28 @@ class _GatedEdgeNative(torch.autograd.Function):
         lib = library(dt, W.shape[0])
         ctx.in_dtypes = (a.dtype, c.dtype)
         a, c = a.to(dt), c.to(dt)  # bf16 autocast inputs: the kernel computes in the parameters' dtype
-        full = torch.broadcast_shapes(a.shape, c.shape, *(() if h_add is None else (h_add.shape,)))
-        lead = torch.broadcast_shapes(full[:-1], *(() if sq_add is None else (sq_add.shape[:-1],)),
-                                      *((s.shape[:-1],) if torch.is_tensor(s) else ()))
+        if h_add is not None:
+            h_add = h_add.to(dt)
+        if sq_add is not None:
+            sq_add = sq_add.to(dt)
+        s_t = s.to(dt) if torch.is_tensor(s) else None
+        full = _broadcast(a.shape, c.shape, *(() if h_add is None else (h_add.shape,)))
+        lead = _broadcast(full[:-1], *(() if sq_add is None else (sq_add.shape[:-1],)),
+                          *(() if s_t is None else (s_t.shape[:-1],)))
         d = W.shape[0]
-        rows = _view(W.new_empty(()), lead, d).shape[:3]
+        rows = (tuple(lead) + (1, 1, 1))[:3]
         st = _STRUCTS[dt]()
-        P = ctypes.POINTER(ctypes.c_float if dt == torch.float32 else ctypes.c_double)
         keep = []  # tensors whose memory the struct points at
-
-        def operand(name, pre, t, last):
-            if t is None:
-                setattr(st, name, None)
-                return None
-            v = _view(t.to(dt), lead, last)
-            keep.append(v)
-            setattr(st, name, _ptr(v, P))
-            for i, x in enumerate(_strides(v)):
-                setattr(st, f"{pre}{i}", x)
-            return v
-
-        operand("a", "sa", a, d)
-        operand("c", "sc", c, d)
-        operand("hadd", "sh", h_add, d)
-        operand("sqadd", "sq", sq_add, 1)
-        if torch.is_tensor(s):
-            operand("s", "ss", s, 1)
+        for name, t in (("a", a), ("c", c), ("hadd", h_add), ("sqadd", sq_add), ("s", s_t)):
+            if t is not None:
+                t, strides = _geom(t, lead)
+                keep.append(t)
+                setattr(st, name, t.data_ptr())
+                pre = _PREFIX[name]
+                setattr(st, pre + "0", strides[0])
+                setattr(st, pre + "1", strides[1])
+                setattr(st, pre + "2", strides[2])
+        if s_t is not None:
             st.s_mode = 2
         else:
             st.s_mode, st.s_scalar = (0, 0.0) if s is None else (1, float(s))
@@ -238,9 +253,10 @@ class _GatedEdgeNative(torch.autograd.Function):
         Wt = Wc.t().contiguous()
         bc = b.detach().to(dt).contiguous()
         wbc = None if w_b is None else w_b.detach().contiguous()
-        keep += [Wc, Wt, bc] + ([] if wbc is None else [wbc])
+        keep += [Wc, Wt, bc, wbc]
         st.R0, st.R1, st.R2, st.d = *rows, d
-        st.W, st.Wt, st.wb, st.b = _ptr(Wc, P), _ptr(Wt, P), _ptr(wbc, P), _ptr(bc, P)
+        st.W, st.Wt, st.b = Wc.data_ptr(), Wt.data_ptr(), bc.data_ptr()
+        st.wb = None if wbc is None else wbc.data_ptr()
         st.times_z, st.n, st.eps2 = int(times_z), float(n), float(eps2)
         # reduce: the output summed over that row dim (1 or 2 of a 3-dim lead) inside the kernel
         assert reduce is None or (len(lead) == 3 and reduce in (1, 2))
@@ -248,23 +264,17 @@ class _GatedEdgeNative(torch.autograd.Function):
         if reduce is not None:
             oshape[reduce] = 1
         out = (torch.zeros if reduce is not None else torch.empty)(oshape, dtype=dt)
-        ov = out.expand(*rows, d)
-        st.so0, st.so1, st.so2 = _strides(ov)
+        st.so0, st.so1, st.so2 = _contig_geom(oshape, rows)
         st.out_acc = int(reduce is not None)
-        r = torch.empty(*rows, dtype=dt)
-        st.out, st.r = _ptr(out, P), _ptr(r, P)
-        structs = []
-        for lo, hi in _chunks(rows[0], torch.get_num_threads(), True):
-            x = _STRUCTS[dt]()
-            ctypes.pointer(x)[0] = st
-            x.i0_begin, x.i0_end = lo, hi
-            structs.append(x)
-        _run(lib.ge_forward, structs)
-        _count(2.0 * out_rows(rows) * d * d, a, c, h_add, sq_add, s if torch.is_tensor(s) else None, r, W,
-               **({"acc": (out,)} if reduce is not None else {}))
-        if reduce is None:
-            _count(0.0, out)
-        ctx.st, ctx.keep, ctx.P = st, keep, P
+        r = torch.empty(rows, dtype=dt)
+        st.out, st.r = out.data_ptr(), r.data_ptr()
+        _run(lib.ge_forward, _split(st, _STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), True)))
+        if COUNTERS is not None:
+            _count(2.0 * out_rows(rows) * d * d, a, c, h_add, sq_add, s_t, r, W,
+                   **({"acc": (out,)} if reduce is not None else {}))
+            if reduce is None:
+                _count(0.0, out)
+        ctx.st, ctx.keep = st, keep
         ctx.shapes = (a.shape, c.shape, None if h_add is None else h_add.shape,
                       None if sq_add is None else sq_add.shape, w_b is not None)
         ctx.lead, ctx.reduce = tuple(lead), reduce
@@ -275,73 +285,71 @@ class _GatedEdgeNative(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout):
         a, c, W, w_b, h_add, sq_add, b, r = ctx.saved_tensors
-        st, P = ctx.st, ctx.P
+        st = ctx.st
         dt = W.dtype
         lib = library(dt, W.shape[0])
         a_shape, c_shape, h_add_shape, sq_add_shape, has_wb = ctx.shapes
         need = ctx.needs_input_grad
-        rows, d = (st.R0, st.R1, st.R2), st.d
+        rows, d, lead = (st.R0, st.R1, st.R2), st.d, ctx.lead
         go = dout.to(dt)
         if ctx.reduce is not None:
             go = go.unsqueeze(ctx.reduce)
-        go = _view(go, ctx.lead, d)  # a summed dim: stride 0 (the gradient is read, never expanded in memory)
-        st.dout = _ptr(go, P)
-        st.sgo0, st.sgo1, st.sgo2 = _strides(go)
-        st.r = _ptr(r, P)
-        grads, dim0_shared = {}, []
-
-        def grad_buf(name, pre, shape, last, wanted, acc_field=None):
+        go, strides = _geom(go, lead)  # a summed dim: stride 0 (the gradient is read, never expanded in memory)
+        st.dout = go.data_ptr()
+        st.sgo0, st.sgo1, st.sgo2 = strides
+        st.r = r.data_ptr()
+        grads, shared0 = {}, False
+        for name, shape, wanted in (("da", a_shape, need[0]), ("dc", c_shape, need[1]),
+                                    ("dhadd", h_add_shape, need[4]), ("dsqadd", sq_add_shape, need[5])):
             if not wanted or shape is None:
                 setattr(st, name, None)
-                return None
-            probe = torch.empty(shape, dtype=dt)
-            v = _view(probe, ctx.lead, last)
-            acc = _acc(v, rows)
-            buf = torch.zeros(shape, dtype=dt) if acc or acc_field is None else probe
-            v = _view(buf, ctx.lead, last)
-            dim0_shared.append(v.stride(0) == 0 and rows[0] > 1)
-            setattr(st, name, _ptr(v, P))
-            for i, x in enumerate(_strides(v)):
-                setattr(st, f"{pre}{i}", x)
-            if acc_field:
-                setattr(st, acc_field, acc)
+                continue
+            strides = _contig_geom(shape, lead)
+            acc = (strides[1] == 0 and rows[1] > 1) or (strides[2] == 0 and rows[2] > 1)
+            buf = torch.zeros(shape, dtype=dt) if acc or name in ("dhadd", "dsqadd") else torch.empty(shape, dtype=dt)
+            shared0 = shared0 or (strides[0] == 0 and rows[0] > 1)
+            setattr(st, name, buf.data_ptr())
+            pre = _PREFIX[name]
+            setattr(st, pre + "0", strides[0])
+            setattr(st, pre + "1", strides[1])
+            setattr(st, pre + "2", strides[2])
+            if name in ("da", "dc"):
+                setattr(st, name + "_acc", int(acc))
             grads[name] = buf
-            return v
-
-        grad_buf("da", "sda", a_shape, d, need[0], "da_acc")
-        grad_buf("dc", "sdc", c_shape, d, need[1], "dc_acc")
-        grad_buf("dhadd", "sdh", h_add_shape, d, need[4])
-        grad_buf("dsqadd", "sdq", sq_add_shape, 1, need[5])
         # operands broadcast over dim 0 would be written from several threads: then one call
-        chunks = _chunks(rows[0], torch.get_num_threads(), not any(dim0_shared))
+        chunks = _chunks(rows[0], torch.get_num_threads(), not shared0)
         k = len(chunks)
         dW = torch.zeros(k, d, d, dtype=dt) if need[2] else None
         dwb = torch.zeros(k, d, dtype=dt) if has_wb and need[3] else None
         db = torch.zeros(k, d, dtype=dt) if need[6] else None
-        structs = []
-        for j, (lo, hi) in enumerate(chunks):
-            x = _STRUCTS[dt]()
-            ctypes.pointer(x)[0] = st
-            x.i0_begin, x.i0_end = lo, hi
-            x.dW = None if dW is None else _ptr(dW[j], P)
-            x.dwb = None if dwb is None else _ptr(dwb[j], P)
-            x.db = None if db is None else _ptr(db[j], P)
-            structs.append(x)
+        structs = _split(st, _STRUCTS[dt], chunks)
+        esize = W.element_size()
+        for j, x in enumerate(structs):
+            x.dW = None if dW is None else dW.data_ptr() + j * d * d * esize
+            x.dwb = None if dwb is None else dwb.data_ptr() + j * d * esize
+            x.db = None if db is None else db.data_ptr() + j * d * esize
         _run(lib.ge_backward, structs)
-        _count(6.0 * out_rows(rows) * d * d, a, c, h_add, sq_add, r, W, dout, dW,
-               acc=[g for k, g in grads.items() if k in ("dhadd", "dsqadd") or getattr(st, k + "_acc", 0)])
-        _count(0.0, *[g for k, g in grads.items() if k in ("da", "dc") and not getattr(st, k + "_acc", 0)])
+        if COUNTERS is not None:
+            _count(6.0 * out_rows(rows) * d * d, a, c, h_add, sq_add, r, W, dout, dW,
+                   acc=[g for k, g in grads.items() if k in ("dhadd", "dsqadd") or getattr(st, k + "_acc", 0)])
+            _count(0.0, *[g for k, g in grads.items() if k in ("da", "dc") and not getattr(st, k + "_acc", 0)])
         in_a, in_c = ctx.in_dtypes
         da = grads.get("da")
         dc = grads.get("dc")
         return (None if da is None else da.to(in_a), None if dc is None else dc.to(in_c),
-                None if dW is None else dW.sum(0), None if dwb is None else dwb.sum(0),
-                grads.get("dhadd"), grads.get("dsqadd"), None if db is None else db.sum(0).to(b.dtype),
+                None if dW is None else (dW[0] if k == 1 else dW.sum(0)),
+                None if dwb is None else (dwb[0] if k == 1 else dwb.sum(0)),
+                grads.get("dhadd"), grads.get("dsqadd"),
+                None if db is None else (db[0] if k == 1 else db.sum(0)).to(b.dtype),
                 None, None, None, None, None)
 
 
+_PREFIX = {"a": "sa", "c": "sc", "hadd": "sh", "sqadd": "sq", "s": "ss", "da": "sda", "dc": "sdc", "dhadd": "sdh",
+           "dsqadd": "sdq", "e": "se", "x": "sx", "p": "sp", "q": "sq", "dx": "sdx", "dp": "sdp", "dq": "sdq"}
+
+
 def _eu_struct(real):
-    P = ctypes.POINTER(real)
+    P = ctypes.c_void_p
     fields = [("R0", _i64), ("R1", _i64), ("R2", _i64), ("d", _i64)]
     for name, s in (("e", "se"), ("x", "sx"), ("p", "sp"), ("q", "sq")):
         fields += [(name, P), (s + "0", _i64), (s + "1", _i64), (s + "2", _i64)]
@@ -353,12 +361,6 @@ def _eu_struct(real):
 
 
 _EU_STRUCTS = {torch.float32: _eu_struct(ctypes.c_float), torch.float64: _eu_struct(ctypes.c_double)}
-
-
-def _set(st, name, pre, v, P):
-    setattr(st, name, _ptr(v, P))
-    for i, x in enumerate(_strides(v)):
-        setattr(st, f"{pre}{i}", x)
 
 
 def _split(st, cls, chunks):
@@ -389,28 +391,33 @@ class _EdgeUpdateNative(torch.autograd.Function):
     @staticmethod
     def forward(ctx, e, x, p, q):
         dt = _compute_dtype(p)
-        lib = library(dt, p.shape[-1])
-        P = ctypes.POINTER(ctypes.c_float if dt == torch.float32 else ctypes.c_double)
-        shapes = [x.shape, p.shape, q.shape] + ([] if e is None else [e.shape])
-        full = torch.broadcast_shapes(*shapes)
-        lead, d = tuple(full[:-1]), full[-1]
+        d = p.shape[-1]
+        lib = library(dt, d)
         ctx.in_dtypes = (None if e is None else e.dtype, x.dtype, p.dtype, q.dtype)
         ops = {"x": x.to(dt), "p": p.to(dt), "q": q.to(dt)}
         if e is not None:
             ops["e"] = e.to(dt)
+        lead = _broadcast(*(t.shape for t in ops.values()))[:-1]
+        rows = (tuple(lead) + (1, 1, 1))[:3]
         st = _EU_STRUCTS[dt]()
-        views = {k: _view(v, lead, d) for k, v in ops.items()}
-        rows = views["x"].shape[:3]
         st.R0, st.R1, st.R2, st.d = *rows, d
-        for k, pre in (("e", "se"), ("x", "sx"), ("p", "sp"), ("q", "sq")):
-            if k in views:
-                _set(st, k, pre, views[k], P)
+        keep = []
+        for name, t in ops.items():
+            t, strides = _geom(t, lead)
+            keep.append(t)
+            setattr(st, name, t.data_ptr())
+            pre = _PREFIX[name]
+            setattr(st, pre + "0", strides[0])
+            setattr(st, pre + "1", strides[1])
+            setattr(st, pre + "2", strides[2])
         out = torch.empty(*rows, d, dtype=dt)
-        st.out = _ptr(out, P)
+        st.out = out.data_ptr()
         _run(lib.eu_forward, _split(st, _EU_STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), True)))
-        _count(0.0, *ops.values(), out)
+        if COUNTERS is not None:
+            _count(0.0, *ops.values(), out)
         ctx.save_for_backward(ops["x"], ops["p"], ops["q"])
-        ctx.lead, ctx.shapes, ctx.views = lead, (None if e is None else e.shape, x.shape, p.shape, q.shape), views
+        ctx.st, ctx.keep, ctx.lead = st, keep, lead
+        ctx.shapes = (None if e is None else e.shape, x.shape, p.shape, q.shape)
         return out.view(*lead, d)
 
     @staticmethod
@@ -420,44 +427,40 @@ class _EdgeUpdateNative(torch.autograd.Function):
         dt = p.dtype
         d = p.shape[-1]
         lib = library(dt, d)
-        P = ctypes.POINTER(ctypes.c_float if dt == torch.float32 else ctypes.c_double)
         e_shape, x_shape, p_shape, q_shape = ctx.shapes
         need = ctx.needs_input_grad
-        lead = ctx.lead
-        st = _EU_STRUCTS[dt]()
-        views = ctx.views
-        rows = views["x"].shape[:3]
-        st.R0, st.R1, st.R2, st.d = *rows, d
-        for k, pre in (("x", "sx"), ("p", "sp"), ("q", "sq")):
-            _set(st, k, pre, views[k], P)
-        go = dout.to(dt)
-        _set(st, "dout", "sgo", _view(go, lead, d), P)
-        shared0 = []
-        grads = {}
-        for name, pre, shape, wanted in (("dx", "sdx", x_shape, need[1]), ("dp", "sdp", p_shape, need[2]),
-                                         ("dq", "sdq", q_shape, need[3])):
+        st, lead = ctx.st, ctx.lead
+        rows = (st.R0, st.R1, st.R2)
+        go, strides = _geom(dout.to(dt), lead)
+        st.dout = go.data_ptr()
+        st.sgo0, st.sgo1, st.sgo2 = strides
+        grads, shared0 = {}, False
+        st.dx_acc = 0
+        for name, shape, wanted in (("dx", x_shape, need[1]), ("dp", p_shape, need[2]), ("dq", q_shape, need[3])):
             if not wanted:
                 setattr(st, name, None)
                 continue
-            v = _view(torch.empty(shape, dtype=dt), lead, d)
-            acc = _acc(v, rows)
+            strides = _contig_geom(shape, lead)
+            acc = (strides[1] == 0 and rows[1] > 1) or (strides[2] == 0 and rows[2] > 1)
             buf = torch.zeros(shape, dtype=dt) if acc or name != "dx" else torch.empty(shape, dtype=dt)
-            v = _view(buf, lead, d)
-            _set(st, name, pre, v, P)
+            shared0 = shared0 or (strides[0] == 0 and rows[0] > 1)
+            setattr(st, name, buf.data_ptr())
+            pre = _PREFIX[name]
+            setattr(st, pre + "0", strides[0])
+            setattr(st, pre + "1", strides[1])
+            setattr(st, pre + "2", strides[2])
             if name == "dx":
-                st.dx_acc = acc
-            shared0.append(v.stride(0) == 0 and rows[0] > 1)
+                st.dx_acc = int(acc)
             grads[name] = buf
-        chunks = _chunks(rows[0], torch.get_num_threads(), not any(shared0))
-        _run(lib.eu_backward, _split(st, _EU_STRUCTS[dt], chunks))
-        _count(0.0, x, p, q, dout, grads.get("dx") if not st.dx_acc else None,
-               acc=[grads.get("dp"), grads.get("dq")] + ([grads.get("dx")] if st.dx_acc else []))
+        _run(lib.eu_backward, _split(st, _EU_STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), not shared0)))
+        if COUNTERS is not None:
+            _count(0.0, x, p, q, dout, grads.get("dx") if not st.dx_acc else None,
+                   acc=[grads.get("dp"), grads.get("dq")] + ([grads.get("dx")] if st.dx_acc else []))
         de = None
         if e_shape is not None and need[0]:
             de = dout if tuple(dout.shape) == tuple(e_shape) else dout.sum_to_size(e_shape)
             de = de.to(ctx.in_dtypes[0])
-        dx = grads.get("dx")
-        dp, dq = grads.get("dp"), grads.get("dq")
+        dx, dp, dq = grads.get("dx"), grads.get("dp"), grads.get("dq")
         return (de, None if dx is None else dx.to(ctx.in_dtypes[1]), None if dp is None else dp.to(ctx.in_dtypes[2]),
                 None if dq is None else dq.to(ctx.in_dtypes[3]))
 
