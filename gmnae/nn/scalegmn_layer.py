@@ -135,11 +135,14 @@ class ScaleGMNLayer(nn.Module):
         L = lay.n_layers
         sl = [slice(off[l], off[l + 1]) for l in range(L + 1)]
         vx, wx, hva, sqv = self.node_precompute(x)
+        # per-layer blocks by split, not slicing: the backward of a split is one cat, of each slice a zeroed
+        # [B, N, d] tensor (then summed)
+        vxs = vx.split(lay.widths, 1)
         msgs, backs, eEs = [x.new_zeros(x.shape[0], lay.widths[0], self.d)], [], []
         for l in range(1, L + 1):
             eE = self.edge_project(edges[l - 1])
             eEs.append(eE)
-            m = self.message(eE, vx[:, None, sl[l - 1]], ce, reduce=2)
+            m = self.message(eE, vxs[l - 1][:, None], ce, reduce=2)
             msgs.append(m / lay.widths[l - 1] if self.mean else m)
             if self.bidirectional:
                 g = self.back_message(eE, wx[:, None, sl[l - 1]], hva[:, sl[l], None], sqv[:, sl[l], None], ce, reduce=1)
@@ -157,8 +160,8 @@ class ScaleGMNLayer(nn.Module):
         if self.last:
             return x, None
         c = self.node_canon(x, cn)
-        pc, qc = self.psi_src(c), self.psi_dst(c)
-        edges = [self.edge_update(edges[l - 1], eEs[l - 1], pc[:, None, sl[l - 1]], qc[:, sl[l], None])
+        pcs, qcs = self.psi_src(c).split(lay.widths, 1), self.psi_dst(c).split(lay.widths, 1)
+        edges = [self.edge_update(edges[l - 1], eEs[l - 1], pcs[l - 1][:, None], qcs[l][:, :, None])
                  for l in range(1, L + 1)]
         return x, edges
 

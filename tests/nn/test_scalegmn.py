@@ -355,3 +355,28 @@ def test_native_edge_update(layout, skip):
     out = gated_edge_native.edge_update(None if e is None else e.detach().float(), xb, pb, qb)
     refb = xb.float() * F.silu(pb.float() + qb.float()) + (0 if e is None else e.detach().float())
     assert out.dtype == torch.float32 and rel(out, refb) < 1e-6
+
+
+def test_native_kernels_fall_back(monkeypatch, tmp_path, capsys):
+    """GMNAE_NATIVE=0, or no working C compiler: the torch gate runs (one note on stderr for the failed
+    build), with the same numbers."""
+    from gmnae.nn import gated_edge_native
+    from gmnae.nn.gated_edge import gated_edge
+    a, c = torch.randn(2, 3, 4, 8, dtype=torch.float64), torch.randn(2, 1, 4, 8, dtype=torch.float64)
+    lin = torch.nn.Linear(8, 8).double()
+    b = torch.zeros(8, dtype=torch.float64, requires_grad=True)
+    ref = gated_edge(a, c, lin, b, -1.0, 1e-16, fused=False)
+    monkeypatch.setenv("GMNAE_NATIVE", "0")
+    y = gated_edge(a, c, lin, b, -1.0, 1e-16)
+    assert type(y.grad_fn).__name__ == "_GatedEdgeBackward" and rel(y, ref) < 1e-12
+    monkeypatch.setenv("GMNAE_NATIVE", "1")
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setenv("GMNAE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(gated_edge_native, "_warned", False)
+    gated_edge_native._library.cache_clear()
+    try:
+        y = gated_edge(a, c, lin, b, -1.0, 1e-16)
+        assert type(y.grad_fn).__name__ == "_GatedEdgeBackward" and rel(y, ref) < 1e-12
+        assert "native per-edge gate did not build" in capsys.readouterr().err
+    finally:
+        gated_edge_native._library.cache_clear()
