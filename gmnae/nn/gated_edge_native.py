@@ -200,6 +200,14 @@ def _chunks(R0: int, threads: int, dim0_ok: bool):
 _pool: list = [None, 0]  # one ThreadPoolExecutor kept between calls (starting threads costs ~0.1 ms a call)
 
 
+def _forget_pool() -> None:  # a forked child inherits the executor but not its threads: start afresh
+    _pool[0], _pool[1] = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _run(fn, structs):
     if len(structs) == 1:
         rc = [fn(ctypes.byref(structs[0]))]
