@@ -1,14 +1,17 @@
-"""The per-edge gate as a native kernel: `gated_edge.c`, compiled on first use with the machine's C compiler.
+"""The per-edge step as native kernels: `gated_edge.c`, compiled on first use with the machine's C compiler.
 
-Why C: `_GatedEdge` (torch ops) streams every per-edge tensor `[B, n_out, n_in, d]` through memory ~20
-times in the forward and ~45 in the backward; the kernel does one row (one edge, d values) at a time with
-the d x d matvec inside the loop (W stays in L1), so the forward reads its inputs once and writes `out`
-once, and the backward (which recomputes z, h, y, g instead of saving them) reads the inputs and the
-output gradient once and writes the input gradients once. It runs where it pays: on CPU, float32 and
-float64, d <= `MAX_D` (beyond that MKL's blocked matmul beats a row-at-a-time matvec); under bf16 autocast
-it computes in float32 (the torch path runs the matmul in bf16 and the rest in float32).
+Two kernels, each an autograd Function here: `_GatedEdgeNative`, the gate (`_GatedEdge`'s math, the output
+optionally summed over the senders inside: `reduce`), and `_EdgeUpdateNative`, `e + eE * silu(p + q)`.
+Why C: the torch ops stream every per-edge tensor `[B, n_out, n_in, d]` through memory ~20 times in the
+gate's forward and ~45 in its backward; a kernel does one row (one edge, d values) at a time with the d x d
+matvec inside the loop (W stays in L1), so the forward reads its inputs once and writes its output once,
+and the backward (which recomputes z, h, y, g instead of saving them) reads the inputs and the output
+gradient once and writes the input gradients once. It runs where it pays: on CPU, float32 and float64,
+d <= `MAX_D` (beyond that MKL's blocked matmul beats a row-at-a-time matvec); under bf16 autocast it
+computes in float32 (the torch path runs the matmul in bf16 and the rest in float32). Rows are split
+over torch's thread count by their first dim (a thread pool; ctypes releases the GIL).
 
-Built once per (source, compiler, flags, CPU, precision) into `$GMNAE_CACHE_DIR/native` (default
+Built once per (source, compiler, flags, CPU, precision, d) into `$GMNAE_CACHE_DIR/native` (default
 `~/.cache/gmnae/native`), the same cache as the SIREN fitter (gmnae/zoo/siren_native.py). Without a C
 compiler or a writable cache, or with `GMNAE_NATIVE=0`, `library()` returns None and the encoder uses the
 torch `_GatedEdge` (same math; the tests check the two agree).
