@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 SECTIONS = ("forge", "zoo_io", "encoder", "training", "shared_cpu", "datamodule", "merge", "importer",
-            "published", "roofline")
+            "published", "roofline", "fused")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ PATHS = ("dense", "edge")
 AGGREGATIONS = ("sum", "mean")
 ACTIVATIONS = ("silu", "relu", "gelu", "tanh")
 INPUT_SCALES = ("none", "layer-rms")
+EDGE_KERNELS = ("auto", "torch")
 
 
 @dataclass
@@ -39,12 +40,15 @@ class EncoderConfig:
                                     # 1 / its RMS over the zoo (a scalar per tensor commutes with every
                                     # symmetry; without it hidden SIREN weights (~0.01) barely reach the states)
     chunk_size: Optional[int] = None  # networks per chunk: None = auto (cache-sized on CPU, whole batch on GPU), 0 = off
+    edge_kernel: str = "auto"       # the per-edge gate: auto = the native C kernel (gmnae/nn/gated_edge.c: CPU,
+                                    # d <= 64, compiled on first use; else torch), torch = `_GatedEdge` (torch ops)
     compile: bool = False           # torch.compile the dense path (CPU: INR config ~1.4x faster after ~1 min of
                                     # compiling; the CNN config (d=256) gets slower -- measure with `make bench`)
 
     def __post_init__(self):
         for name, allowed in (("symmetry", SYMMETRIES), ("path", PATHS), ("aggregation", AGGREGATIONS),
-                              ("activation", ACTIVATIONS), ("input_scale", INPUT_SCALES)):
+                              ("activation", ACTIVATIONS), ("input_scale", INPUT_SCALES),
+                              ("edge_kernel", EDGE_KERNELS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"EncoderConfig.{name} = {getattr(self, name)!r}; expected one of {allowed}")
         if self.d < 1 or self.n_layers < 1 or self.latent_dim < 1 or self.mlp_layers < 1 or self.edge_mlp_layers < 1:

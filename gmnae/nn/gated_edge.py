@@ -1,7 +1,9 @@
 """The fused per-edge gate of the ScaleGMN encoder: one autograd Function with a hand-written backward.
 
 The chain `z = a ⊙ c -> W z -> r·(.) -> symmetrised SiLU -> z ⊙ g` runs on every edge of every layer;
-`gated_edge(..., fused=False)` is the same math through autograd (the tests compare the two).
+`gated_edge(..., fused=False)` is the same math through autograd (the tests compare the two). On CPU with
+d <= 64 (scalegmn-small) `gated_edge` runs the native kernel instead (`gated_edge_native`, gated_edge.c:
+one pass over the per-edge rows each way, the messages summed inside), with `_GatedEdge` as its fallback.
 """
 from __future__ import annotations
 
@@ -116,9 +118,27 @@ class _GatedEdge(torch.autograd.Function):
 
 
 def gated_edge(a, c, lin: nn.Linear, b, s, eps2: float, *, h_add=None, sq_add=None, n=None, times_z=True,
-               fused: bool = True):
-    """The per-edge gate (see `_GatedEdge`); `fused=False` runs the same math through autograd."""
+               fused: bool | str = True, reduce: int | None = None):
+    """The per-edge gate (see `_GatedEdge`).
+
+    fused: True / "auto" -- the native kernel (`gated_edge_native`: CPU, float32/64, d <= 64, a C compiler)
+    where it applies, else `_GatedEdge`; "torch" -- `_GatedEdge`; False -- the same math through autograd.
+    reduce: sum the output over that dim (1 or 2 of `[B, n_out, n_in, d]`; the native kernel sums inside,
+    never writing the per-edge output)."""
     n = n or a.shape[-1]
+    if fused in (True, "auto") and not torch.compiler.is_compiling():
+        from . import gated_edge_native as native
+
+        if native.applies(a, c, lin.weight) and native.library(lin.weight.dtype, lin.weight.shape[0]) is not None:
+            nat_reduce = reduce if reduce is not None and max(a.dim(), c.dim()) == 4 else None
+            out = native._GatedEdgeNative.apply(a, c, lin.weight, lin.bias, h_add, sq_add, b, s, n, eps2, times_z,
+                                                nat_reduce)
+            return out if reduce is None or nat_reduce is not None else out.sum(reduce)
+    out = _gated_edge(a, c, lin, b, s, eps2, h_add, sq_add, n, times_z, fused)
+    return out if reduce is None else out.sum(reduce)
+
+
+def _gated_edge(a, c, lin, b, s, eps2, h_add, sq_add, n, times_z, fused):
     if fused:
         return _GatedEdge.apply(a, c, lin.weight, lin.bias, h_add, sq_add, b, s, n, eps2, times_z)
     z = a * c

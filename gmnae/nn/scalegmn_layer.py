@@ -31,13 +31,16 @@ class EdgeMessage(nn.Module):
         self.gate = Gate(d, cfg.activation, False)
         self.tail = Tail(d, d, n_layers, cfg.activation, cfg.layer_norm)
         self.fusable = n_layers == 1 and cfg.activation == "silu"
-        self.fused = self.fusable
+        # True: the native kernel where it applies (gated_edge_native), else _GatedEdge; "torch": _GatedEdge
+        self.fused = (True if cfg.edge_kernel == "auto" else cfg.edge_kernel) if self.fusable else False
 
-    def forward(self, eE: torch.Tensor, vx: torch.Tensor, canon: Canon) -> torch.Tensor:
+    def forward(self, eE: torch.Tensor, vx: torch.Tensor, canon: Canon, reduce: int | None = None) -> torch.Tensor:
+        """The messages, summed over dim `reduce` if given (the native gate sums them as it makes them)."""
         if self.fusable:
-            return gated_edge(eE, vx, self.lin, self.gate.bias, canon.sgn, self.eps2, fused=self.fused)
+            return gated_edge(eE, vx, self.lin, self.gate.bias, canon.sgn, self.eps2, fused=self.fused, reduce=reduce)
         z = eE * vx
-        return z * self.tail(self.gate(self.lin(z), _rms_factor(z, eps2=self.eps2), canon))
+        m = z * self.tail(self.gate(self.lin(z), _rms_factor(z, eps2=self.eps2), canon))
+        return m if reduce is None else m.sum(reduce)
 
 
 class ScaleGMNLayer(nn.Module):
@@ -50,6 +53,7 @@ class ScaleGMNLayer(nn.Module):
         self.skip, self.mean = cfg.skip, cfg.aggregation == "mean"
         self.eps2 = cfg.canon_eps ** 2
         self.act = _ACT[cfg.activation]
+        self.native_update = cfg.activation == "silu" and cfg.edge_kernel == "auto"
         self.edge_lin = nn.Linear(d, d, bias=unc)                           # E (= B, see edge_update)
         self.src_lin = nn.Linear(d, d, bias=unc)                            # V
         self.msg = EdgeMessage(d, cfg.edge_mlp_layers, cfg, unc)
@@ -82,30 +86,38 @@ class ScaleGMNLayer(nn.Module):
             ue = self.edge_lin(e)
         return ue
 
-    def message(self, eE, vx_src, canon):
-        return self.msg(eE, vx_src, canon)
+    def message(self, eE, vx_src, canon, reduce=None):
+        return self.msg(eE, vx_src, canon, reduce)
 
-    def back_message(self, eE, wx_src, hva_dst, sqv_dst, canon):
+    def back_message(self, eE, wx_src, hva_dst, sqv_dst, canon, reduce=None):
         """h(canon[V x_i ‖ (E e_ij) ⊙ (W x_j)]): the gate's first layer is split over the two parts, and r
-        normalises the whole input (|V x_i|^2 + |zb|^2)."""
+        normalises the whole input (|V x_i|^2 + |zb|^2). Summed over dim `reduce` if given."""
         if self.back_fusable:
             return gated_edge(eE, wx_src, self.back_edge, self.back_gate.bias, canon.sgn, self.eps2,
-                              h_add=hva_dst, sq_add=sqv_dst, n=2 * self.d, times_z=False, fused=self.msg.fused)
+                              h_add=hva_dst, sq_add=sqv_dst, n=2 * self.d, times_z=False, fused=self.msg.fused,
+                              reduce=reduce)
         zb = eE * wx_src
         h = self.back_edge(zb) + hva_dst
         r = _rms_factor(zb, sqv_dst, self.eps2)
-        return self.back_tail(self.back_gate(h, r, canon))
+        g = self.back_tail(self.back_gate(h, r, canon))
+        return g if reduce is None else g.sum(reduce)
 
     def edge_update(self, e, eE, pc_src, qc_dst):
         """`e + (B e) ⊙ ψ(c_j, c_i)` with B = E: the one d x d map per edge feeds both the message and the
         update (a third fewer per-edge matmuls than separate E and B; B's role -- mixing the edge's channels
         before the invariant gate -- is the same)."""
+        if self.skip and isinstance(e, tuple):
+            w, m = e
+            e = w * m[0] if w.shape[-1] == 1 else w @ m
+        if self.native_update:  # one pass each way (gated_edge_native), where it applies
+            from .gated_edge_native import edge_update
+
+            out = edge_update(e if self.skip else None, eE, pc_src, qc_dst)
+            if out is not None:
+                return out
         psi = self.act(pc_src + qc_dst)
         if not self.skip:
             return eE * psi
-        if isinstance(e, tuple):
-            w, m = e
-            e = w * m[0] if w.shape[-1] == 1 else w @ m
         return torch.addcmul(e, eE, psi)
 
     def node_precompute(self, x):
@@ -123,14 +135,17 @@ class ScaleGMNLayer(nn.Module):
         L = lay.n_layers
         sl = [slice(off[l], off[l + 1]) for l in range(L + 1)]
         vx, wx, hva, sqv = self.node_precompute(x)
+        # per-layer blocks by split, not slicing: the backward of a split is one cat, of each slice a zeroed
+        # [B, N, d] tensor (then summed)
+        vxs = vx.split(lay.widths, 1)
         msgs, backs, eEs = [x.new_zeros(x.shape[0], lay.widths[0], self.d)], [], []
         for l in range(1, L + 1):
             eE = self.edge_project(edges[l - 1])
             eEs.append(eE)
-            m = self.message(eE, vx[:, None, sl[l - 1]], ce).sum(2)
+            m = self.message(eE, vxs[l - 1][:, None], ce, reduce=2)
             msgs.append(m / lay.widths[l - 1] if self.mean else m)
             if self.bidirectional:
-                g = self.back_message(eE, wx[:, None, sl[l - 1]], hva[:, sl[l], None], sqv[:, sl[l], None], ce).sum(1)
+                g = self.back_message(eE, wx[:, None, sl[l - 1]], hva[:, sl[l], None], sqv[:, sl[l], None], ce, reduce=1)
                 backs.append(x[:, sl[l - 1]] * (g / lay.widths[l] if self.mean else g))
         parts = [x, torch.cat(msgs, 1)]
         if self.bidirectional:
@@ -145,8 +160,8 @@ class ScaleGMNLayer(nn.Module):
         if self.last:
             return x, None
         c = self.node_canon(x, cn)
-        pc, qc = self.psi_src(c), self.psi_dst(c)
-        edges = [self.edge_update(edges[l - 1], eEs[l - 1], pc[:, None, sl[l - 1]], qc[:, sl[l], None])
+        pcs, qcs = self.psi_src(c).split(lay.widths, 1), self.psi_dst(c).split(lay.widths, 1)
+        edges = [self.edge_update(edges[l - 1], eEs[l - 1], pcs[l - 1][:, None], qcs[l][:, :, None])
                  for l in range(1, L + 1)]
         return x, edges
 

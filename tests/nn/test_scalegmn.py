@@ -211,11 +211,19 @@ def test_cuda_matches_cpu(trained_relu_cnns):
             enc.cpu()
 
 
+@pytest.mark.parametrize("reduce", [None, 1, 2])
+@pytest.mark.parametrize("kernel", ["torch", "native"])
 @pytest.mark.parametrize("s", [None, -1.0, 1.0, "tensor"])
 @pytest.mark.parametrize("bias,extra,times_z", [(False, False, True), (True, True, False)])
-def test_fused_edge_gate_gradients(s, bias, extra, times_z):
-    """The hand-written backward of the per-edge gate: gradcheck, and equal to the autograd composite."""
+def test_fused_edge_gate_gradients(s, bias, extra, times_z, kernel, reduce):
+    """The hand-written backwards of the per-edge gate (`_GatedEdge`, torch ops; `_GatedEdgeNative`, the C
+    kernel, which sums the output over `reduce` inside): gradcheck, and equal to the autograd composite."""
+    from types import SimpleNamespace
+    from gmnae.nn import gated_edge_native
     from gmnae.nn.gated_edge import _GatedEdge, gated_edge
+    if kernel == "native" and gated_edge_native.library(torch.float64, 5) is None:
+        pytest.skip("the native gate did not build (no C compiler?)")
+    fn_cls, fused = (_GatedEdge, "torch") if kernel == "torch" else (gated_edge_native._GatedEdgeNative, True)
     g = torch.Generator().manual_seed(0)
     kw = dict(dtype=torch.float64)
     a = torch.randn(2, 3, 4, 5, generator=g, **kw).requires_grad_()
@@ -227,16 +235,67 @@ def test_fused_edge_gate_gradients(s, bias, extra, times_z):
     if s == "tensor":
         s = torch.tensor([1.0, -1.0], **kw).view(2, 1, 1, 1)
     n = 10 if extra else 5
-    fn = lambda a, c, W, b, h_add, sq_add: _GatedEdge.apply(a, c, W, lin.bias, h_add, sq_add, b, s, n, 1e-12, times_z)
+    fn = lambda a, c, W, b, h_add, sq_add: gated_edge(a, c, SimpleNamespace(weight=W, bias=lin.bias), b, s, 1e-12,
+                                                      h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=fused,
+                                                      reduce=reduce)
     assert torch.autograd.gradcheck(fn, (a, c, lin.weight, b, h_add, sq_add))
     ins = [t for t in (a, c, lin.weight, lin.bias, b, h_add, sq_add) if t is not None]
     outs = []
-    for fused in (True, False):
-        y = gated_edge(a, c, lin, b, s, 1e-12, h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=fused)
+    for f in (fused, False):
+        y = gated_edge(a, c, lin, b, s, 1e-12, h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=f,
+                       reduce=reduce)
+        if f:
+            grad_fn = y.grad_fn if kernel == "native" or reduce is None else y.grad_fn.next_functions[0][0]
+            assert type(grad_fn).__name__ == fn_cls.__name__ + "Backward"
         outs.append((y, torch.autograd.grad((y * y.detach().cos()).sum(), ins)))
     assert torch.allclose(outs[0][0], outs[1][0], atol=1e-12)
     for x, y in zip(outs[0][1], outs[1][1]):
         assert torch.allclose(x, y, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["dense", "edge"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16-autocast"])
+def test_native_edge_gate_float32(layout, dtype):
+    """The float32 kernel (what training runs) against the torch gate, on the layer's two layouts (dense
+    blocks with broadcast node operands, edge lists with per-edge ones), threads splitting the rows; under
+    bf16 autocast the kernel computes in float32 (the torch gate's matmul runs in bf16)."""
+    from gmnae.nn import gated_edge_native
+    from gmnae.nn.gated_edge import gated_edge
+    if gated_edge_native.library(torch.float32, 32) is None:
+        pytest.skip("the native gate did not build (no C compiler?)")
+    g = torch.Generator().manual_seed(0)
+    d = 32
+    if layout == "dense":
+        shapes = dict(a=(6, 7, 5, d), c=(6, 1, 5, d), h_add=(6, 7, 1, d), sq_add=(6, 7, 1, 1), s=(6, 1, 1, 1))
+    else:
+        shapes = dict(a=(50, d), c=(50, d), h_add=(50, d), sq_add=(50, 1), s=(50, 1))
+    t = {k: torch.randn(*v, generator=g).requires_grad_(k != "s") for k, v in shapes.items()}
+    t["sq_add"] = t["sq_add"].detach().abs().requires_grad_()
+    t["s"] = t["s"].sign()
+    lin = torch.nn.Linear(d, d)
+    b = torch.randn(d, generator=g).requires_grad_()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for extra, reduce in ((False, None), (True, None), (False, 2), (True, 1)):
+            if reduce is not None and layout == "edge":
+                continue
+            kw = dict(h_add=t["h_add"], sq_add=t["sq_add"], n=2 * d, times_z=False) if extra else {}
+            kw["reduce"] = reduce
+            ins = [t["a"], t["c"], lin.weight, lin.bias, b] + ([t["h_add"], t["sq_add"]] if extra else [])
+            outs = []
+            for f in (True, "torch"):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                    a = t["a"].to(dtype) if dtype == torch.bfloat16 else t["a"]
+                    y = gated_edge(a, t["c"], lin, b, t["s"], 1e-16, fused=f, **kw)
+                assert y.dtype == torch.float32
+                outs.append((y, torch.autograd.grad((y * y.detach().cos()).sum(), ins)))
+            tol = 1e-5 if dtype == torch.float32 else 3e-2
+            assert rel(outs[0][0], outs[1][0]) < tol
+            for x, y in zip(outs[0][1], outs[1][1]):
+                assert rel(x, y) < tol
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
@@ -252,3 +311,72 @@ def test_compiled_dense_path_matches_eager(trained_sirens):
         moved = random_transform(arch, params, "PD", generator=torch.Generator().manual_seed(0))
         assert rel(enc(moved), zc) <= TOL[torch.float32]
     assert rel(zc, z) < 1e-5
+
+
+@pytest.mark.parametrize("path", ["dense", "edge"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["fwd", "bidir"])
+def test_edge_kernels_agree(mixed_cnns, path, bidirectional):
+    """edge_kernel="auto" (the native gate, which the invariance tests above run through) and "torch"
+    (`_GatedEdge`): the same latent and parameter gradients, on a hetero batch (per-network sign flags)."""
+    from gmnae.nn import gated_edge_native
+    if gated_edge_native.library(torch.float64, 24) is None:
+        pytest.skip("the native gate did not build (no C compiler?)")
+    arch, params, act = mixed_cnns
+    out = []
+    for kernel in ("auto", "torch"):
+        enc = encoder(arch, "hetero", bidirectional, path=path, edge_kernel=kernel)
+        z = enc(params[:6], activation=act[:6])
+        grads = torch.autograd.grad(z.square().sum(), list(enc.parameters()), allow_unused=True)
+        out.append((z, [g for g in grads if g is not None]))
+    assert rel(out[0][0], out[1][0]) < 1e-12
+    for x, y in zip(out[0][1], out[1][1]):
+        assert rel(x, y) < 1e-10
+
+
+@pytest.mark.parametrize("skip", [True, False])
+@pytest.mark.parametrize("layout", ["dense", "edge"])
+def test_native_edge_update(layout, skip):
+    """The native edge update `e + eE * silu(p + q)`: gradcheck (float64) on both layouts, and equal to the
+    torch ops; under bf16 autocast inputs it computes in float32."""
+    import torch.nn.functional as F
+
+    from gmnae.nn import gated_edge_native
+    if gated_edge_native.library(torch.float64, 4) is None:
+        pytest.skip("the native kernels did not build (no C compiler?)")
+    g = torch.Generator().manual_seed(0)
+    shapes = ((3, 5, 6, 4), (3, 5, 6, 4), (3, 1, 6, 4), (3, 5, 1, 4)) if layout == "dense" else ((20, 4),) * 4
+    e, x, p, q = (torch.randn(*s, generator=g, dtype=torch.float64).requires_grad_() for s in shapes)
+    e = e if skip else None
+    fn = lambda e, x, p, q: gated_edge_native._EdgeUpdateNative.apply(e, x, p, q)
+    assert torch.autograd.gradcheck(fn, (e, x, p, q))
+    ref = (x * F.silu(p + q)) if e is None else e + x * F.silu(p + q)
+    assert rel(gated_edge_native.edge_update(e, x, p, q), ref) < 1e-14
+    xb, pb, qb = x.detach().bfloat16(), p.detach().bfloat16(), q.detach().bfloat16()
+    out = gated_edge_native.edge_update(None if e is None else e.detach().float(), xb, pb, qb)
+    refb = xb.float() * F.silu(pb.float() + qb.float()) + (0 if e is None else e.detach().float())
+    assert out.dtype == torch.float32 and rel(out, refb) < 1e-6
+
+
+def test_native_kernels_fall_back(monkeypatch, tmp_path, capsys):
+    """GMNAE_NATIVE=0, or no working C compiler: the torch gate runs (one note on stderr for the failed
+    build), with the same numbers."""
+    from gmnae.nn import gated_edge_native
+    from gmnae.nn.gated_edge import gated_edge
+    a, c = torch.randn(2, 3, 4, 8, dtype=torch.float64), torch.randn(2, 1, 4, 8, dtype=torch.float64)
+    lin = torch.nn.Linear(8, 8).double()
+    b = torch.zeros(8, dtype=torch.float64, requires_grad=True)
+    ref = gated_edge(a, c, lin, b, -1.0, 1e-16, fused=False)
+    monkeypatch.setenv("GMNAE_NATIVE", "0")
+    y = gated_edge(a, c, lin, b, -1.0, 1e-16)
+    assert type(y.grad_fn).__name__ == "_GatedEdgeBackward" and rel(y, ref) < 1e-12
+    monkeypatch.setenv("GMNAE_NATIVE", "1")
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setenv("GMNAE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(gated_edge_native, "_warned", False)
+    gated_edge_native._library.cache_clear()
+    try:
+        y = gated_edge(a, c, lin, b, -1.0, 1e-16)
+        assert type(y.grad_fn).__name__ == "_GatedEdgeBackward" and rel(y, ref) < 1e-12
+        assert "native per-edge gate did not build" in capsys.readouterr().err
+    finally:
+        gated_edge_native._library.cache_clear()
