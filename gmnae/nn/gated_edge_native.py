@@ -158,6 +158,18 @@ def _broadcast(*shapes) -> tuple:
     return tuple(out)
 
 
+def _point(st, name: str, t: torch.Tensor, lead) -> torch.Tensor:
+    """Point the kernel struct's field `name` and its three row strides at `t` (broadcast to `lead`); returns the
+    tensor whose memory it points at, which the caller must keep alive until the kernel has run."""
+    t, strides = _geom(t, lead)
+    setattr(st, name, t.data_ptr())
+    pre = _PREFIX[name]
+    setattr(st, pre + "0", strides[0])
+    setattr(st, pre + "1", strides[1])
+    setattr(st, pre + "2", strides[2])
+    return t
+
+
 def _geom(t: torch.Tensor, lead) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """`t` broadcast against `lead` (its last dim excluded), as the address-bearing tensor (made contiguous
     if its last dim is not) and its strides over the three row dims (0 where broadcast; trailing row dims
@@ -249,13 +261,7 @@ class _GatedEdgeNative(torch.autograd.Function):
         keep = []  # tensors whose memory the struct points at
         for name, t in (("a", a), ("c", c), ("hadd", h_add), ("sqadd", sq_add), ("s", s_t)):
             if t is not None:
-                t, strides = _geom(t, lead)
-                keep.append(t)
-                setattr(st, name, t.data_ptr())
-                pre = _PREFIX[name]
-                setattr(st, pre + "0", strides[0])
-                setattr(st, pre + "1", strides[1])
-                setattr(st, pre + "2", strides[2])
+                keep.append(_point(st, name, t, lead))
         if s_t is not None:
             st.s_mode = 2
         else:
@@ -414,13 +420,7 @@ class _EdgeUpdateNative(torch.autograd.Function):
         st.R0, st.R1, st.R2, st.d = *rows, d
         keep = []
         for name, t in ops.items():
-            t, strides = _geom(t, lead)
-            keep.append(t)
-            setattr(st, name, t.data_ptr())
-            pre = _PREFIX[name]
-            setattr(st, pre + "0", strides[0])
-            setattr(st, pre + "1", strides[1])
-            setattr(st, pre + "2", strides[2])
+            keep.append(_point(st, name, t, lead))
         out = torch.empty(*rows, d, dtype=dt)
         st.out = out.data_ptr()
         _run(lib.eu_forward, _split(st, _EU_STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), True)))
