@@ -27,6 +27,17 @@ def test_train_help_lists_datasets_and_the_run_folder(capsys):
     assert "digits-inr" in out and "digits-cnn" in out and "mnist-inr" in out and "run folder: runs_dir/run_name" in out
 
 
+def test_merge_help_names_every_architecture_it_accepts(capsys):
+    from gmnae.weightspace.architecture import NAMED_ARCHITECTURES, named_architecture
+
+    with pytest.raises(SystemExit):
+        main(["merge", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    for name in NAMED_ARCHITECTURES:
+        assert name in out
+        assert named_architecture(name).n_params > 0
+
+
 def test_run_prints_its_folder_first_and_no_tips(digits_inr_zoo, tmp_path):
     proc = run_cmd(gmnae_cmd("train", *tiny_overrides(digits_inr_zoo.root, tmp_path, run_name="shown",
                                                        **{"trainer.max_epochs": 1})))

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ..errors import GmnaeError
+from ..weightspace.architecture import NAMED_ARCHITECTURES
 from ..weightspace.registry import ACTIVATIONS, activations_with
 from ..merge.methods import TABLE, help_text, names as method_names
 from ..weightspace.family import network_family
@@ -66,9 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="matching variant of --method mergemany (default: wm-signed for sine/tanh, wm-scale for ReLU)")
     p.add_argument("--out", required=True, help="where to write the merged state dict (.pt)")
     p.add_argument("--force", action="store_true", help="allow --out to be one of the inputs (replaces it)")
-    p.add_argument("--arch", help="architecture name (siren, mnist-inr, small-cnn-relu, small-cnn-tanh, "
-                                  "digits-cnn-relu, digits-cnn-tanh, mnist5k-cnn-relu, mnist5k-cnn-tanh) "
-                                  "or a zoo folder")
+    p.add_argument("--arch", help=f"architecture name ({', '.join(NAMED_ARCHITECTURES)}) or a zoo folder")
     p.add_argument("--activation", choices=ACTIVATIONS,
                    help="the networks' activation, for architectures/zoos that mix activations")
     p.add_argument("--zoo", help="zoo folder whose task data the --curve is evaluated on")

@@ -164,18 +164,22 @@ def _layer_fields(layer: dict) -> dict:
     return {**layer, "kernel": tuple(layer.get("kernel", (1, 1)))}
 
 
+# Architectures users can name on the command line (`gmnae merge --arch NAME`; its help lists these keys).
+NAMED_ARCHITECTURES = {
+    "siren": Architecture.siren,
+    "mnist-inr": Architecture.siren,
+    "small-cnn-relu": lambda: Architecture.small_cnn("relu"),
+    "small-cnn-tanh": lambda: Architecture.small_cnn("tanh"),
+    "digits-cnn-relu": lambda: Architecture.small_cnn("relu", padding="same", image_size=(8, 8)),
+    "digits-cnn-tanh": lambda: Architecture.small_cnn("tanh", padding="same", image_size=(8, 8)),
+    "mnist5k-cnn-relu": lambda: Architecture.small_cnn("relu", image_size=(28, 28)),
+    "mnist5k-cnn-tanh": lambda: Architecture.small_cnn("tanh", image_size=(28, 28)),
+}
+
+
 def named_architecture(name: str) -> Architecture:
-    """Architectures users can name on the command line (`gmnae merge --arch NAME`)."""
-    table = {
-        "siren": Architecture.siren,
-        "mnist-inr": Architecture.siren,
-        "small-cnn-relu": lambda: Architecture.small_cnn("relu"),
-        "small-cnn-tanh": lambda: Architecture.small_cnn("tanh"),
-        "digits-cnn-relu": lambda: Architecture.small_cnn("relu", padding="same", image_size=(8, 8)),
-        "digits-cnn-tanh": lambda: Architecture.small_cnn("tanh", padding="same", image_size=(8, 8)),
-        "mnist5k-cnn-relu": lambda: Architecture.small_cnn("relu", image_size=(28, 28)),
-        "mnist5k-cnn-tanh": lambda: Architecture.small_cnn("tanh", image_size=(28, 28)),
-    }
-    if name not in table:
-        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(sorted(table))} (or pass a zoo folder)")
-    return table[name]()
+    """One of NAMED_ARCHITECTURES, built."""
+    if name not in NAMED_ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(sorted(NAMED_ARCHITECTURES))} "
+                         "(or pass a zoo folder)")
+    return NAMED_ARCHITECTURES[name]()
