@@ -21,6 +21,25 @@ def timed(fn, repeat: int = 3, warmup: int = 1) -> float:
     return best
 
 
+def run_child(module: str, spec: dict) -> tuple[dict, float]:
+    """`benchmarks.<module>._child(spec)` in a fresh interpreter (its own thread pool and allocator state), and
+    the highest 1-minute load seen before or after it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    load0 = os.getloadavg()[0]
+    code = (f"import json,sys; from benchmarks.{module} import _child; "
+            "print('RESULT', json.dumps(_child(json.loads(sys.argv[1]))))")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"{module} child failed:\n{proc.stderr[-3000:]}")
+    return json.loads(line[7:]), max(load0, os.getloadavg()[0])
+
+
 def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 

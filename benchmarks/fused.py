@@ -20,13 +20,10 @@ kernel into an empty cache (once per machine: later runs load it from `$GMNAE_CA
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from ._util import run_child
+
 VARIANTS = [("encoder", "dense", "fp32"), ("encoder", "dense", "bf16"), ("encoder", "edge", "fp32"),
             ("train", "dense", "fp32")]
 
@@ -133,15 +130,9 @@ def run(quick: bool = False) -> dict[str, float]:
     spec = {"threads": torch.get_num_threads(), "reps": 3 if quick else 6,
             "variants": VARIANTS[:1] + VARIANTS[3:] if quick else VARIANTS,
             "cache_dir": os.environ.get("GMNAE_CACHE_DIR")}
-    load0 = os.getloadavg()[0]
-    code = "import json,sys; from benchmarks.fused import _child; print('RESULT', json.dumps(_child(json.loads(sys.argv[1]))))"
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, cwd=ROOT)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"fused child failed:\n{proc.stderr[-3000:]}")
-    out = json.loads(line[7:])
+    out, load = run_child("fused", spec)
     out["fused.threads"] = float(spec["threads"])
-    out["fused.loadavg_1min"] = max(load0, os.getloadavg()[0])
+    out["fused.loadavg_1min"] = load
     for kind, path, prec in spec["variants"]:
         k = f"fused.{kind}.{path}.{prec}"
         print(f"  {kind}.{path}.{prec}: torch {out[k + '.torch.step_ms']:6.1f} ms "

@@ -20,15 +20,10 @@ rate measured side by side.
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-from ._util import timed
+from ._util import run_child, timed
 
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = [("cnn", 16), ("cnn", 64), ("inr", 128)]
 
 
@@ -135,15 +130,10 @@ def run(quick: bool = False) -> dict[str, float]:
     import torch
 
     spec = {"threads": torch.get_num_threads(), "runs": RUNS[:1] if quick else RUNS}
-    load0 = os.getloadavg()[0]
-    code = "import json,sys; from benchmarks.roofline import _child; print('RESULT', json.dumps(_child(json.loads(sys.argv[1]))))"
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True, cwd=ROOT)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"roofline child failed:\n{proc.stderr[-3000:]}")
-    out = {f"roofline.{k}": v for k, v in json.loads(line[7:]).items()}
+    got, load = run_child("roofline", spec)
+    out = {f"roofline.{k}": v for k, v in got.items()}
     out["roofline.threads"] = float(spec["threads"])
-    out["roofline.loadavg_1min"] = max(load0, os.getloadavg()[0])
+    out["roofline.loadavg_1min"] = load
     for family, batch in spec["runs"]:
         for prec in ("fp32", "bf16"):
             k = f"roofline.{family}.b{batch}.{prec}"

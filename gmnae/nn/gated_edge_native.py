@@ -176,14 +176,7 @@ def _geom(t: torch.Tensor, lead) -> tuple[torch.Tensor, tuple[int, int, int]]:
     added as 1s). Plain integer arithmetic: no tensor views (each costs a few us of dispatch)."""
     if t.shape[-1] > 1 and t.stride(-1) != 1:
         t = t.contiguous()
-    shape, strides = t.shape, t.stride()
-    pad = len(lead) + 1 - len(shape)
-    out = [0, 0, 0]
-    for i in range(len(lead)):
-        j = i - pad
-        if j >= 0 and shape[j] != 1:
-            out[i] = strides[j]
-    return t, (out[0], out[1], out[2])
+    return t, _row_strides(t.shape, t.stride(), lead)
 
 
 def _contig_geom(shape, lead) -> tuple[int, int, int]:
@@ -192,7 +185,11 @@ def _contig_geom(shape, lead) -> tuple[int, int, int]:
     for x in reversed(shape):
         strides.append(acc)
         acc *= x
-    strides = strides[::-1]
+    return _row_strides(shape, strides[::-1], lead)
+
+
+def _row_strides(shape, strides, lead) -> tuple[int, int, int]:
+    """The strides of a tensor of `shape` / `strides` over the three row dims of `lead` (0 where broadcast)."""
     pad = len(lead) + 1 - len(shape)
     out = [0, 0, 0]
     for i in range(len(lead)):
