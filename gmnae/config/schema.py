@@ -150,6 +150,7 @@ class EncoderSchema:
     skip: bool = True
     canon_eps: float = setting(1e-8, gt=0)
     input_scale: str = setting("none", choices=("none", "layer-rms"))
+    phase_canonical: bool = False
     chunk_size: Optional[int] = setting(None, ge=0)
     edge_kernel: str = setting("auto", choices=("auto", "torch"))
     compile: bool = False

@@ -39,6 +39,9 @@ class EncoderConfig:
     input_scale: str = "none"       # none | layer-rms: multiply each weight/bias tensor by one constant,
                                     # 1 / its RMS over the zoo (a scalar per tensor commutes with every
                                     # symmetry; without it hidden SIREN weights (~0.01) barely reach the states)
+    phase_canonical: bool = False   # SIRENs: each hidden bias to [0, π/(2 w0)] first (exact; sin's period is a
+                                    # symmetry the encoder does not know; the published INR runs do this
+                                    # to their data: weightspace/sine_phase.py)
     chunk_size: Optional[int] = None  # networks per chunk: None = auto (cache-sized on CPU, whole batch on GPU), 0 = off
     edge_kernel: str = "auto"       # the per-edge gate: auto = the native C kernel (gmnae/nn/gated_edge.c: CPU,
                                     # d <= 64, compiled on first use; else torch), torch = `_GatedEdge` (torch ops)

@@ -53,6 +53,7 @@ from gmnae.weightspace import Architecture
 from gmnae.weightspace.family import network_family
 from gmnae.weightspace.functional import activation_codes
 from gmnae.weightspace.registry import MIXED, activation as activation_row, group_masks
+from gmnae.weightspace.sine_phase import canonicalize_sine_phase
 
 from .config import EncoderConfig
 from .graph import DenseGraph, EdgeListGraph, dense_graph, edge_list_graph, graph_layout
@@ -69,6 +70,8 @@ class ScaleGMNEncoder(nn.Module):
         if not isinstance(cfg, EncoderConfig):
             cfg = EncoderConfig.from_dict(cfg)
         self.arch, self.cfg = arch, cfg
+        if cfg.phase_canonical:
+            canonicalize_sine_phase(arch, torch.zeros(1, arch.n_params))  # a clear error for non-SIRENs now
         self.layout = lay = graph_layout(arch)
         self.latent_dim = cfg.latent_dim
         d = cfg.d
@@ -100,6 +103,8 @@ class ScaleGMNEncoder(nn.Module):
             return
         from gmnae.weightspace.layout import param_slices
 
+        if self.cfg.phase_canonical:
+            sample = canonicalize_sine_phase(self.arch, sample)
         scale = torch.ones(self.arch.n_params)
         for sl in param_slices(self.arch):
             rms = sample[:, sl].double().pow(2).mean().sqrt().item()
@@ -154,6 +159,8 @@ class ScaleGMNEncoder(nn.Module):
         if params.dim() != 2 or params.shape[1] != self.arch.n_params:
             raise ValueError(f"expected params [B, {self.arch.n_params}] for {self.arch.describe()}, "
                              f"got {tuple(params.shape)}")
+        if self.cfg.phase_canonical:
+            params = canonicalize_sine_phase(self.arch, params)
         params = params * self.param_scale.to(params.dtype)
         B = params.shape[0]
         if not isinstance(activation, (str, type(None))) and len(activation) != B:

@@ -6,6 +6,7 @@ from .layout import flat_from_state_dict, flatten, layer_offsets, state_dict_fro
 from .modules import build_module
 from .permutation_spec import PermutationSpec, TensorAxis, UnitGroup, permutation_spec
 from .registry import ACTIVATIONS, REGISTRY, activation
+from .sine_phase import canonicalize_sine_phase
 from .symmetry import (GroupElement, apply_element, compose, identity_element, invert, natural_symmetries,
                        random_element, random_transform)
 
@@ -14,5 +15,5 @@ __all__ = [
     "forward", "siren_render", "flat_from_state_dict", "flatten", "layer_offsets", "state_dict_from_flat",
     "unflatten", "build_module", "PermutationSpec", "TensorAxis", "UnitGroup", "permutation_spec", "REGISTRY",
     "activation", "GroupElement", "apply_element", "compose", "identity_element", "invert",
-    "natural_symmetries", "random_element", "random_transform",
+    "natural_symmetries", "random_element", "random_transform", "canonicalize_sine_phase",
 ]
