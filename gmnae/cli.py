@@ -53,8 +53,21 @@ def _attach(sub, name, module, help, prefix=""):
     return p
 
 
+def _zoo_epilog() -> str:
+    """The catalogue's zoos and how to get each, for `gmnae --help` (imports the catalogue: only when asked)."""
+    from .zoo.catalogue import CATALOGUE
+
+    width = max(len(z.name) for z in CATALOGUE)
+    lines = ["zoos (gmnae train dataset=NAME; a missing built-in one is built with --build-zoo):"]
+    lines += [f"  {z.name:<{width}}  {z.how_to_get().replace('`', '')}" for z in CATALOGUE]
+    return "\n".join(lines)
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gmnae", description=__doc__.split("\n\n")[0])
+    asks_help = not argv or argv[0] in ("-h", "--help")
+    parser = argparse.ArgumentParser(prog="gmnae", description=__doc__.split("\n\n")[0],
+                                     epilog=_zoo_epilog() if asks_help else None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"gmnae {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join([*COMMANDS, "zoo"]) + "}")
     # Import only the module of the command being run (argv[0]), but list every command in --help.

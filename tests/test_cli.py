@@ -63,3 +63,13 @@ def test_a_reader_that_stops_early_is_no_error(command, zoo, request):
     finally:
         os.close(write)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_top_level_help_lists_every_zoo_and_how_to_get_it(capsys):
+    from gmnae.zoo.catalogue import CATALOGUE
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for zoo in CATALOGUE:
+        assert any(line.split()[:1] == [zoo.name] and "gmnae zoo" in line for line in out.splitlines()), zoo.name

@@ -68,7 +68,7 @@ CATALOGUE: tuple[CatalogueZoo, ...] = (
                  MNIST5kINRForge, MNIST5kINRConfig),
     CatalogueZoo("fmnist-inr", "siren", "siren", "fmnist",
                  "70,000 SIRENs, one per Fashion-MNIST image (IDX files: `apt-get install dataset-fashion-mnist` "
-                 "or --src DIR); ~14 min on 2 cores",
+                 "or --src DIR); 8–14 min on 2 cores",
                  IdxINRForge, IdxINRConfig, fits_idx_files=True),
     CatalogueZoo("mnist-inr", "siren", "siren", "mnist",
                  "MNIST-INR: 70,000 SIRENs, one per MNIST image (the published recipe), fitted to your MNIST IDX "
