@@ -24,7 +24,7 @@ echo "wheel: $(basename "$wheel")"
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 needed = ["gmnae/configs/train.yaml", "gmnae/configs/dataset/digits-inr.yaml", "gmnae/zoo/siren_fit.c",
-          "gmnae/nn/gated_edge.c"]
+          "gmnae/nn/gated_edge.c", "gmnae/merge/lap_dual.c"]
 missing = [n for n in needed if n not in names]
 if missing:
     sys.exit(f"the wheel ships no {', '.join(missing)} (pyproject.toml [tool.setuptools.package-data]); it holds "

@@ -19,7 +19,8 @@ Measured in the same run:
   `assignment.choose_solver`), with the lapx solvers on the cores the machine's load leaves free
   (`matching._free_cpus`); `batched.solver_threads1` keeps them on one.
 - `batched.<solver>`: the same with each exact solver fixed, measured round-robin with `auto`
-  (`batched.<solver>.over_single.ratio` beside `batched_over_single.ratio`);
+  (`batched.<solver>.over_single.ratio` beside `batched_over_single.ratio`); `batched.jv` warm-starts
+  each re-solve from the last duals (the matcher's default), `batched.jv_cold` does not;
   `batched.auto_over_fastest_fixed.ratio`: auto / the fastest fixed solver (1.0: the right choice).
 - `loadavg_1min`: the machine's load before and after the section (the larger), beside the ratios.
 - `batched_over_single.ratio` = batched / single.
@@ -142,10 +143,14 @@ def run(quick: bool) -> dict[str, float]:
         # Every exact solver beside the default (`auto`, which the user gets): round-robin, best of
         # `repeat` rounds each, so that the ratios compare like with like on a shared machine.
         fixed = [s for s in available_solvers() if s != "torch"]  # torch: O(n^2) small kernels, GPU only (below)
-        rates = {s: 0.0 for s in ["auto", *fixed]}
+        # jv warm-starts each re-solve from the layer's last duals (the default); `jv_cold` solves every time afresh
+        variants = {s: {"solver": s} for s in ["auto", *fixed]}
+        if "jv" in fixed:
+            variants["jv_cold"] = {"solver": "jv", "warm_start": False}
+        rates = {s: 0.0 for s in variants}
         for _ in range(repeat):
-            for solver in rates:
-                r, got = _batched_rate(arch, A, B, 1, method="wm", solver=solver)
+            for solver, kw in variants.items():
+                r, got = _batched_rate(arch, A, B, 1, method="wm", **kw)
                 rates[solver] = max(rates[solver], r)
                 chosen = got if solver == "auto" else chosen
         auto_rr = rates.pop("auto")

@@ -2,11 +2,14 @@
 them and the optimality certificate that lets matching skip a solve.
 
 Solvers: `scipy` (`linear_sum_assignment`, the reference, always available), the `lapx` batch solvers
-when the package is installed, and a batched Hungarian algorithm in torch (`torch`, runs on the
-tensors' device). `solver="auto"` times the available ones on hard matching-like problems once per
-process, problem size and thread count (the choice is kept on disk across processes) and uses the
-fastest (`choose_solver`). `certify_optimal` proves an assignment still optimal (a capped Bellman-Ford
-finds no improving cyclic exchange), so that solve can be skipped exactly.
+when the package is installed, `jv` (`gmnae.merge.lap_dual`: Jonker-Volgenant in C, compiled on first
+use, the one that also returns dual potentials and takes a warm start; absent with `GMNAE_NATIVE=0` or
+no C compiler) and a batched Hungarian algorithm in torch (`torch`, runs on the tensors' device).
+`solve_assignments_with_duals` returns the `jv` solver's duals and takes a warm start from earlier ones.
+`solver="auto"` times the available ones on hard matching-like problems once per process, problem size
+and thread count (the choice is kept on disk across processes, keyed by the solvers' versions, jv's
+source included) and uses the fastest (`choose_solver`). `certify_optimal` proves an assignment still
+optimal (a capped Bellman-Ford finds no improving cyclic exchange), so that solve can be skipped exactly.
 """
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ import time
 
 import numpy as np
 import torch
+
+from . import lap_dual
+
 
 def _lap_module():
     try:
@@ -131,7 +137,18 @@ def available_solvers() -> list[str]:
     names = ["scipy", "torch"]
     if _lap_module() is not None:
         names += ["lapjvx", "lapjvs", "lapjvh", "lapjvr"]
+    if lap_dual.library() is not None:
+        names.append("jv")
     return names
+
+
+def _threads(threads: int | None) -> int:
+    """The batch solvers' worker threads: as given, else torch's thread count."""
+    return threads if threads is not None else max(1, torch.get_num_threads())
+
+
+def _jv(threads: int):
+    return lambda cost: lap_dual.solve(cost, _threads(threads))[0]
 
 
 def _solver_fn(name: str, threads: int | None = None):
@@ -142,7 +159,11 @@ def _solver_fn(name: str, threads: int | None = None):
     if name.startswith("lapjv"):
         if _lap_module() is None:
             raise ValueError(f"solver {name!r} needs the lapx package (pip install lapx)")
-        return _lap_batch(f"{name}_batch", threads if threads is not None else max(1, torch.get_num_threads()))
+        return _lap_batch(f"{name}_batch", _threads(threads))
+    if name == "jv":
+        if lap_dual.library() is None:
+            raise ValueError("solver 'jv' needs a C compiler (and GMNAE_NATIVE unset or 1)")
+        return _jv(threads)
     raise ValueError(f"unknown assignment solver {name!r}; available: {', '.join(available_solvers())}")
 
 
@@ -173,7 +194,8 @@ def _versions() -> str:
     import scipy
 
     lap = _lap_module()
-    return f"scipy={scipy.__version__},lapx={getattr(lap, '__version__', 'none') if lap else 'none'},torch={torch.__version__},numpy={np.__version__}"
+    return (f"scipy={scipy.__version__},lapx={getattr(lap, '__version__', 'none') if lap else 'none'},"
+            f"jv={lap_dual.version()},torch={torch.__version__},numpy={np.__version__}")
 
 
 def _machine() -> str:
@@ -323,7 +345,7 @@ def solve_assignments(cost: torch.Tensor, solver: str = "auto", threads: int | N
                       row_max: torch.Tensor | None = None) -> torch.Tensor:
     """Maximum-weight perfect assignments of a batch `[B, n, n]` -> column of each row `[B, n]` (long).
 
-    `threads`: worker threads of the lapx batch solvers (default: torch's thread count).
+    `threads`: worker threads of the lapx and jv batch solvers (default: torch's thread count).
     `row_max`: the cost's row maxima `[B, n]` where the caller has them already (the lapx solvers use them).
     """
     if cost.shape[0] == 0:
@@ -334,10 +356,33 @@ def solve_assignments(cost: torch.Tensor, solver: str = "auto", threads: int | N
     if name.startswith("lapjv") and _lap_module() is not None:
         c = cost.detach().cpu()
         rm = c.amax(dim=2) if row_max is None else row_max.detach().cpu()
-        out = _lap_reduced(f"{name}_batch", threads if threads is not None else max(1, torch.get_num_threads()), c, rm)
+        out = _lap_reduced(f"{name}_batch", _threads(threads), c, rm)
+    elif name == "jv" and lap_dual.library() is not None:
+        return solve_assignments_with_duals(cost, threads)[0]
     else:
         out = _solver_fn(name, threads)(cost.detach().to("cpu", torch.float64).numpy())
     return torch.from_numpy(out).to(cost.device)
+
+
+def solve_assignments_with_duals(cost: torch.Tensor, threads: int | None = None, init_cols: torch.Tensor | None = None,
+                                 init_v: torch.Tensor | None = None, augmentations: np.ndarray | None = None
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Maximum-weight assignments of `cost` `[B, n, n]` with their dual potentials, by the `jv` solver:
+    `(cols [B, n] long, u [B, n] float64, v [B, n] float64)` on the cost's device, with `u_i + v_j >= C_ij`
+    everywhere and equality on the assignment (sum(u) + sum(v) is the optimal value, up to float64 rounding).
+
+    `init_cols` / `init_v` `[B, n]`: a warm start, e.g. an earlier solve's assignment and v for a cost that has
+    changed since; any v is a valid start (the solver takes `u_i = max_j C_ij - v_j`), and the closer it is to
+    this cost's duals, the fewer rows need an augmenting path (`augmentations`: an int64 array `[B]` that receives
+    their number per problem). `threads`: worker threads (default: torch's thread count). Raises RuntimeError
+    where the solver is unavailable (`"jv" not in available_solvers()`).
+    """
+    c = cost.detach().cpu()
+    if c.dtype not in (torch.float32, torch.float64):
+        c = c.double()
+    as_np = lambda t: None if t is None else t.detach().cpu().numpy()  # noqa: E731
+    cols, u, v = lap_dual.solve(c.numpy(), _threads(threads), as_np(init_cols), as_np(init_v), augmentations)
+    return tuple(torch.from_numpy(x).to(cost.device) for x in (cols, u, v))
 
 
 def certify_optimal(cost: torch.Tensor, cols: torch.Tensor, max_rounds: int = 8) -> torch.Tensor:

@@ -33,7 +33,10 @@ problems go to one batch solver call (`solve_assignments`; the solvers, their ti
 optimality certificate are in `gmnae.merge.assignment`). Solves that cannot change anything are
 skipped, exactly: a layer none of whose neighbours changed since it was last solved would get the same matrix again, and an assignment
 that is provably still optimal (it takes every row's maximum, or a capped Bellman-Ford finds no
-improving cyclic exchange, `certify_optimal`) needs no solve. All pairs move in lockstep (one seeded
+improving cyclic exchange, `certify_optimal`) needs no solve. With the `jv` solver (the one that returns dual
+potentials, `gmnae.merge.lap_dual`) a re-solve starts from the column duals of that layer's last solve for the
+pair and its current assignment (`warm_start`): only the rows no longer tight are augmented, and the answer
+is again an exact optimum. All pairs move in lockstep (one seeded
 sweep order for all), each step in blocks of at most 512 pairs (CPU: the cache); every computation is
 per pair, so a pair's result does not depend on its batch (bitwise).
 
@@ -53,7 +56,7 @@ from ..weightspace.permutation_spec import PermutationSpec, permutation_spec
 from ..weightspace.registry import MIXED, activation as activation_row, activations_with
 from ..weightspace.symmetry import GroupElement, apply_element, compose, identity_element, invert
 # The solvers live in gmnae/merge/assignment.py, the one-pair reference in gmnae/merge/reference_matching.py.
-from .assignment import certify_optimal, choose_solver, solve_assignments
+from .assignment import certify_optimal, choose_solver, solve_assignments, solve_assignments_with_duals
 from .methods import TABLE, names
 
 # projections of the method table (gmnae/merge/methods.py): the weight-space methods of a pair path, the matchings
@@ -149,7 +152,7 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
                   max_iter: int = 100, seed: int = 0, solver: str = "auto", activation: str | None = None,
                   skip_certified: bool = True, threads: int | None = 1, solver_threads: int | None = None,
                   certify_rounds: int | None = None, chunk: int | None = None,
-                  workers: int | None = None) -> MatchResult:
+                  workers: int | None = None, warm_start: bool = True) -> MatchResult:
     """Align every b to its a by weight matching. a, b `[n, P]` (or `[P]`); returns a `MatchResult`.
 
     `activation` is needed only for architectures with mixed activations ("mixed" zoos) to check that
@@ -170,6 +173,9 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
     `workers`: CPU threads that match chunks of `chunk` pairs side by side (each runs single-threaded
     torch ops and solver calls, which release the GIL). Default 1 (benchmarks/README.md: two were
     not faster).
+    `warm_start`: where the solver is `jv` (chosen or given), start each re-solve of a layer from the column
+    duals of its last solve for that pair and the current assignment (`solve_assignments_with_duals`); the
+    solution is again an exact optimum.
     """
     if solver_threads is None:
         solver_threads = _free_cpus()
@@ -185,7 +191,8 @@ def match_weights(arch: Architecture, a: torch.Tensor, b: torch.Tensor, method: 
 
     def one(s: int, n: int) -> MatchResult:
         return _match_weights(arch, a[s:s + n], b[s:s + n], method, max_iter, seed, solver, activation,
-                              skip_certified, 1 if workers > 1 else solver_threads, certify_rounds, block=chunk)
+                              skip_certified, 1 if workers > 1 else solver_threads, certify_rounds, block=chunk,
+                              warm_start=warm_start)
 
     with _intra_op_threads(None if a.is_cuda else threads):
         if workers == 1:  # all pairs in lockstep, each step in blocks of `chunk`
@@ -277,7 +284,7 @@ def _cost_terms(spec: PermutationSpec, A: list[torch.Tensor], Bt: list[torch.Ten
 
 
 def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_certified, threads,
-                   certify_rounds, block: int | None = None) -> MatchResult:
+                   certify_rounds, block: int | None = None, warm_start: bool = True) -> MatchResult:
     """The pairs a, b `[n, P]`, all in lockstep: each step (one unit group, the pairs whose cost may have
     changed) runs in blocks of at most `block` pairs (the cache), and the few pairs still moving after the
     first sweeps make one block rather than a small one per chunk of the batch."""
@@ -401,10 +408,12 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
         if n_todo:
             if chosen is None:
                 chosen = choose_solver(m.shape[1], m.is_cuda, threads)
-            if n_todo == sel.numel():
-                sub, solution = None, solve_assignments(m, chosen, threads, row_max=row_max)
+            sub = None if n_todo == sel.numel() else torch.nonzero(todo).squeeze(1)
+            if chosen == "jv" and warm_start:
+                solution = solve_warm(l, m, cur, sel, sub)
+            elif sub is None:
+                solution = solve_assignments(m, chosen, threads, row_max=row_max)
             else:
-                sub = torch.nonzero(todo).squeeze(1)
                 solution = solve_assignments(m.index_select(0, sub), chosen, threads,
                                              row_max=row_max.index_select(0, sub))
         if not signed:
@@ -444,6 +453,25 @@ def _match_weights(arch, a, b, method, max_iter, seed, solver, activation, skip_
             solved[l] = True
             for nb in neighbours[l]:
                 stale[nb, sel] |= changed
+
+    # The jv solver's column duals of each group's last solve per pair (`warm_start`): the next solve of that
+    # group starts from them. A pair never solved has v = 0 (with its current assignment: the row-maximum start).
+    duals: list[torch.Tensor | None] = [None] * H
+    has_duals = torch.zeros(H, n, dtype=torch.bool, device=dev)
+
+    def solve_warm(l: int, m: torch.Tensor, cur: torch.Tensor, sel: torch.Tensor, sub) -> torch.Tensor:
+        at = sel if sub is None else sel[sub]
+        if sub is not None:
+            m, cur = m.index_select(0, sub), cur.index_select(0, sub)
+        if duals[l] is None:
+            duals[l] = torch.zeros(n, m.shape[1], dtype=torch.float64, device=dev)
+        if bool(has_duals[l, at].any()):
+            solution, _, v = solve_assignments_with_duals(m, threads, cur, duals[l][at])
+        else:  # a cold solve (every pair's first)
+            solution, _, v = solve_assignments_with_duals(m, threads)
+        duals[l][at] = v
+        has_duals[l, at] = True
+        return solution
 
     gen = torch.Generator().manual_seed(seed)
     active = torch.ones(n, dtype=torch.bool, device=dev)

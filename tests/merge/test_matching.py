@@ -270,17 +270,51 @@ def test_lapx_on_float32_costs_with_given_row_maxima_equals_the_float64_solve(ki
 
 
 def test_every_solver_gives_the_scipy_matching_on_trained_networks(trained_sirens):
-    """The matcher's bookkeeping (only solved pairs updated, skipped solves, the lapx fast path) changes
-    nothing: each solver yields scipy's permutations, signs and objective on independently trained SIRENs."""
+    """The matcher's bookkeeping (only solved pairs updated, skipped solves, the lapx fast path, the jv solver's
+    warm starts from the previous sweep's duals) changes nothing: each solver yields scipy's permutations, signs
+    and objective on independently trained SIRENs."""
+    from gmnae.merge import lap_dual
+
     arch, params = trained_sirens
     a, b = params[0::2].float(), params[1::2].float()
+    assert ("jv" in available_solvers()) == (lap_dual.library() is not None)
+    runs = [(s, {}) for s in available_solvers()] + [("jv", {"warm_start": False})] * ("jv" in available_solvers())
     for method in ("wm", "wm-signed"):
         ref = match_weights(arch, a, b, method, seed=4, solver="scipy", chunk=3)
-        for solver in available_solvers():
-            res = match_weights(arch, a, b, method, seed=4, solver=solver, chunk=3)
+        for solver, kw in runs:
+            res = match_weights(arch, a, b, method, seed=4, solver=solver, chunk=3, **kw)
             for p, q in zip(res.element.perms + res.element.scales, ref.element.perms + ref.element.scales):
-                assert torch.equal(p, q), (method, solver)
+                assert torch.equal(p, q), (method, solver, kw)
             assert torch.equal(res.aligned, ref.aligned) and torch.equal(res.sweeps, ref.sweeps)
+
+
+@pytest.mark.parametrize("fixture,method", [("trained_tanh_cnns", "wm-signed"), ("trained_relu_cnns", "wm-scale"),
+                                            ("trained_sirens", "wm")])
+def test_jv_warm_starts_change_no_result(fixture, method, request, monkeypatch):
+    """The jv solver warm-started from each layer's last duals (the default) gives bitwise the matching of cold jv
+    solves and of scipy, on several sweeps of re-solves (seeds, float64 and float32 networks)."""
+    import gmnae.merge.matching as matching
+
+    if "jv" not in available_solvers():
+        pytest.skip("no C compiler: the jv solver is not built")
+    arch, params = request.getfixturevalue(fixture)
+    warm = []  # how many pairs each solve warm-started (init_v given)
+    solve = matching.solve_assignments_with_duals
+    spy = lambda cost, threads, init_cols=None, init_v=None: (  # noqa: E731
+        warm.append(0 if init_v is None else len(cost)) or solve(cost, threads, init_cols, init_v))
+    monkeypatch.setattr(matching, "solve_assignments_with_duals", spy)
+    for dtype in (torch.float64, torch.float32):
+        a, b = params[0::2].to(dtype), params[1::2].to(dtype)
+        for seed in (0, 1):
+            ref = match_weights(arch, a, b, method, seed=seed, solver="scipy")
+            for kw in ({"warm_start": True}, {"warm_start": False}):
+                warm.clear()
+                res = match_weights(arch, a, b, method, seed=seed, solver="jv", **kw)
+                assert (sum(warm) > 0) == kw["warm_start"], kw  # re-solves were warm-started (only) where asked
+                for p, q in zip(res.element.perms + res.element.scales, ref.element.perms + ref.element.scales):
+                    assert torch.equal(p, q), (dtype, seed, kw)
+                assert torch.equal(res.aligned, ref.aligned) and torch.equal(res.sweeps, ref.sweeps)
+                assert torch.equal(res.objective, ref.objective) and res.solver == "jv"
 
 
 @pytest.mark.parametrize("method", ["wm", "wm-signed", "wm-scale", "naive"])
