@@ -7,8 +7,9 @@ A hidden unit of a SIREN computes `sin(w0 (w·x + b))`. Two exact symmetries act
 - oddness: `(w, b) -> (-w, -b)` also negates the output (`sin(-θ) = -sin θ`): the sign symmetry the
   ScaleGMN encoder is built invariant to.
 
-The encoder knows the second, not the first, and with w0 = 30 a bias spread of ±1 spans ~20 periods, so
-networks that compute the same function reach it from far-apart weights. The published ScaleGMN rewrites
+The encoder knows the second, not the first, and with w0 = 30 a bias spread of ±1 spans ~20 half-periods, so
+networks that compute the same function can reach it from far-apart weights (the zoos forged here keep their
+biases within a quarter period, where this map is a sign flip: `experiments/fmnist_inr/phase.py`). The published ScaleGMN rewrites
 every INR of its zoos before training (its `phase_canonicalization` script, the `switch_to_canon` key).
 This is the same idea as one exact, batched map: each hidden bias goes to `[0, π/(2 w0)]` --
 
