@@ -114,3 +114,17 @@ def test_sigterm_between_epochs_then_resume(digits_inr_zoo, tmp_path, monkeypatc
     assert main(["train", "--resume", str(tmp_path / "between"), f"trainer.max_steps={per_epoch + 3}",
                  "checkpoint.every_n_train_steps=1"]) == 0
     assert torch.load(last, weights_only=False)["global_step"] == per_epoch + 3
+
+
+def test_a_finished_run_closes_its_process_group(tmp_path):
+    """`gmnae train` ends a DDP run's process group itself: left to interpreter exit, gloo's threads could
+    abort a finished run (exit -6). A one-process gloo group stands in for a rank."""
+    import torch.distributed as dist
+
+    from gmnae.commands.train import _close_process_group
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    _close_process_group()
+    assert not dist.is_initialized()
+    _close_process_group()  # nothing to close: no error
