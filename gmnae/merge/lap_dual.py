@@ -28,9 +28,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..nn.gated_edge_native import _chunks
-from ..zoo.siren_native import _cpu_key, cache_dir
+from ..zoo.siren_native import cached_build
 
 SOURCE = Path(__file__).with_name("lap_dual.c")
 # -ffp-contract=off: GCC's GNU-C default may fuse a*b+c; nothing here multiplies, but exactness is the point.
@@ -47,20 +45,10 @@ _P = ctypes.c_void_p
 
 
 def _build() -> Path | None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        return None
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, *FLAGS, _cpu_key()]).encode()).hexdigest()[:16]
-    lib = cache_dir() / f"lap_dual_{key}.so"
-    if not lib.is_file():
-        lib.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)  # then renamed: concurrent builds see whole files
-        os.close(fd)
-        if subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True).returncode != 0:
-            Path(tmp).unlink(missing_ok=True)
-            return None
-        os.replace(tmp, lib)
-    return lib
+    def compile_to(cc: str, out: str) -> bool:
+        return subprocess.run([cc, *FLAGS, str(SOURCE), "-o", out], capture_output=True).returncode == 0
+
+    return cached_build("lap_dual", SOURCE, FLAGS, compile_to)
 
 
 @lru_cache(maxsize=None)

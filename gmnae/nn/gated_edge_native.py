@@ -19,12 +19,9 @@ torch `_GatedEdge` (same math; the tests check the two agree).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -32,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ..zoo.siren_native import _cpu_key, cache_dir
+from ..zoo.siren_native import cache_dir, cached_build
 
 SOURCE = Path(__file__).with_name("gated_edge.c")
 # -ffast-math at compile time only: linking with it would pull in crtfastmath.o (GCC < 13), which sets
@@ -75,30 +72,20 @@ _NAMES = {torch.float32: "f32", torch.float64: "f64"}
 
 
 def _build(dtype: torch.dtype, d: int) -> Path | None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        return None
     defs = (["-DREAL=float", "-DREAL_IS_FLOAT"] if dtype == torch.float32 else ["-DREAL=double"]) + [f"-DD={d}"]
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, *CFLAGS, *defs, *LIBS, _cpu_key()]).encode())
-    lib = cache_dir() / f"gated_edge_{_NAMES[dtype]}_d{d}_{key.hexdigest()[:16]}.so"
-    if lib.is_file():
-        return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    # compile to private names, then rename: concurrent builds (DDP ranks, parallel tests) never see half a file
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
-    os.close(fd)
-    obj = tmp[:-3] + ".o"
-    try:
-        if subprocess.run([cc, *CFLAGS, *defs, "-c", str(SOURCE), "-o", obj], capture_output=True).returncode != 0:
-            return None
-        for libs in (LIBS, ["-lm"]):  # without libmvec (non-glibc) exp() is scalar: correct, slower
-            if subprocess.run([cc, "-shared", obj, "-o", tmp, *libs], capture_output=True).returncode == 0:
-                os.replace(tmp, lib)
-                return lib
-        return None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        Path(obj).unlink(missing_ok=True)
+
+    def compile_to(cc: str, out: str) -> bool:
+        obj = out[:-3] + ".o"  # compiled with CFLAGS, linked without them (-ffast-math: see CFLAGS)
+        try:
+            if subprocess.run([cc, *CFLAGS, *defs, "-c", str(SOURCE), "-o", obj], capture_output=True).returncode != 0:
+                return False
+            # without libmvec (non-glibc) exp() is scalar: correct, slower
+            return any(subprocess.run([cc, "-shared", obj, "-o", out, *libs], capture_output=True).returncode == 0
+                       for libs in (LIBS, ["-lm"]))
+        finally:
+            Path(obj).unlink(missing_ok=True)
+
+    return cached_build(f"gated_edge_{_NAMES[dtype]}_d{d}", SOURCE, [*CFLAGS, *defs, *LIBS], compile_to)
 
 
 @lru_cache(maxsize=None)

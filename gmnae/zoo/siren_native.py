@@ -48,25 +48,39 @@ def _cpu_key() -> str:
     return platform.processor() or platform.machine()
 
 
-def _build(width: int) -> Path | None:
+def cached_build(stem: str, source: Path, key_parts: list[str], compile_to) -> Path | None:
+    """The shared library `$GMNAE_CACHE_DIR/native/{stem}_{key}.so` of `source`, built on first use.
+
+    `key_parts`: the flags and defines that make this build differ (the source text, the compiler and the CPU's
+    flags are added). `compile_to(cc, out)` runs the compiler to write the library at `out` and says whether it
+    succeeded. It writes to a private name that is then renamed: concurrent builds (DDP ranks, parallel tests)
+    never see half a file. None where there is no C compiler or the build fails."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return None
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, *FLAGS, *LIBS, str(width), _cpu_key()]).encode())
-    lib = cache_dir() / f"siren_fit_h{width}_{key.hexdigest()[:16]}.so"
+    key = hashlib.sha256("\0".join([source.read_text(), cc, *key_parts, _cpu_key()]).encode()).hexdigest()[:16]
+    lib = cache_dir() / f"{stem}_{key}.so"
     if lib.is_file():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
-    # compile to a private name, then rename: concurrent builds (DDP ranks, parallel tests) never see half a file
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
     os.close(fd)
-    for libs in (LIBS, ["-lm"]):  # without libmvec (non-glibc) the sines are scalar, still correct
-        cmd = [cc, *FLAGS, f"-DH={width}", str(SOURCE), "-o", tmp, *libs]
-        if subprocess.run(cmd, capture_output=True).returncode == 0:
-            os.replace(tmp, lib)
-            return lib
-    Path(tmp).unlink(missing_ok=True)
-    return None
+    try:
+        if not compile_to(cc, tmp):
+            return None
+        os.replace(tmp, lib)
+        return lib
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _build(width: int) -> Path | None:
+    def compile_to(cc: str, out: str) -> bool:
+        # without libmvec (non-glibc) the sines are scalar, still correct
+        return any(subprocess.run([cc, *FLAGS, f"-DH={width}", str(SOURCE), "-o", out, *libs],
+                                  capture_output=True).returncode == 0 for libs in (LIBS, ["-lm"]))
+
+    return cached_build(f"siren_fit_h{width}", SOURCE, [*FLAGS, *LIBS, str(width)], compile_to)
 
 
 @lru_cache(maxsize=None)
