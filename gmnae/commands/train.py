@@ -30,7 +30,7 @@ from ..evaluation.downstream_results import run_baselines, write_task_results
 from ..errors import ConfigError, GmnaeError, check_writable
 from ..training.model_builder import build_model
 from ..training.run_folder import RUN_DIR_ENV, check_checkpoint_fits, resolve_checkpoint, resolve_run_dir
-from .trainer_setup import build_trainer  # a module attribute: tests plug instruments in here
+from .trainer_setup import build_trainer, launcher_rank  # build_trainer: a module attribute tests instrument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,7 +104,7 @@ def _train(cfg: DictConfig, build_zoo: bool, note: str | None = None) -> Path:
     # the `threads` key, else GMNAE_THREADS / OMP_NUM_THREADS / the CPUs and load, shared by CPU DDP ranks
     apply_threads(cfg.threads, processes=cpu_ranks)
     run_dir, dm, ckpt = prepare(cfg, build_zoo)
-    rank0 = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
+    rank0 = launcher_rank() == 0
     if rank0:
         if note:
             print(note, file=sys.stderr, flush=True)

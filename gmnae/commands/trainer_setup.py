@@ -41,6 +41,12 @@ def resolve_precision(precision: str, on_gpu: bool, encoder_width: int, bf16_fla
     return "32-true", None
 
 
+def launcher_rank() -> int:
+    """This process's global rank as the launcher (torchrun, srun via Lightning, Lightning's own spawn) set it
+    before any process group exists: rank 0 does the run's console output and file writes."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+
+
 def _on_gpu(accelerator: str) -> bool:
     if accelerator in ("gpu", "cuda"):
         return True
@@ -79,7 +85,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks_extra=()):
     kw = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if v is not None}
     kw["precision"], note = resolve_precision(kw.get("precision", "auto"), _on_gpu(kw.get("accelerator", "auto")),
                                               int(cfg.model.get("encoder", {}).get("d", 0) or 0), cpu_bf16_flags())
-    if note and int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) == 0:
+    if note and launcher_rank() == 0:
         print(f"gmnae: {note}", flush=True)
     if kw.get("strategy") == "ddp" and kw.get("accelerator") in ("cpu", "auto"):
         import torch
