@@ -22,7 +22,10 @@ both run on the same torch thread count. Figures (best step of each):
   published CIFAR-10 configuration `configs/cifar10/scalegmn_hetero.yml` with d raised to ours), at batch
   16 and the published 64; `inr` (SIREN 2-32-32-1, d = 128, 4 layers, sign symmetry:
   `configs/mnist_cls/scalegmn.yml`) at batch 32 and the published 128 (not in `--quick`).
-- the reference's input graphs are built once, outside the timed step (its data loader's work).
+- the reference's input graphs are built once, outside the timed step (its data loader's work);
+- `...ours.compile_s`: seconds our first fp32 and bf16 steps spent in torch.compile of the per-edge step
+  (gated_edge_compiled, d > 64; ~0 when Inductor's on-disk cache has it), `...ours.first_steps_s` those two
+  steps' wall time.
 """
 from __future__ import annotations
 
@@ -195,12 +198,19 @@ def _child(spec: dict) -> dict:
 
     sides = ("ours", "ours_bf16", "reference")
     best = {w: float("inf") for w in sides}
-    for w in sides:  # warm-up
-        step(w)
+    t0 = time.perf_counter()
+    step("ours")
+    step("ours_bf16")
+    warm_ours = time.perf_counter() - t0  # includes torch.compile of the per-edge step (gated_edge_compiled)
+    step("reference")
     for _ in range(spec["reps"]):
         for w in sides:
             best[w] = min(best[w], step(w))
     out = {f"{w}_step_s": best[w] for w in sides}
+    from gmnae.nn import gated_edge_compiled
+
+    out["ours_compile_s"] = sum(gated_edge_compiled.COMPILE_SECONDS.values())
+    out["ours_first_steps_s"] = warm_ours
     out["ours_params"] = sum(p.numel() for p in ours.parameters())
     out["reference_params"] = sum(p.numel() for p in ref.parameters())
     if spec.get("count"):  # matmul FLOPs and bytes touched per step (benchmarks/roofline.py)
@@ -248,6 +258,7 @@ def run(quick: bool = False) -> dict[str, float]:
         out[f"{key}.ratio"] = ours / theirs
         out[f"{key}.bf16_over_reference.ratio"] = bf16 / theirs
         out[f"{key}.ours.params"], out[f"{key}.reference.params"] = float(r["ours_params"]), float(r["reference_params"])
+        out[f"{key}.ours.compile_s"], out[f"{key}.ours.first_steps_s"] = r["ours_compile_s"], r["ours_first_steps_s"]
         extra = ""
         if count:
             for w in ("ours", "reference"):
@@ -260,5 +271,6 @@ def run(quick: bool = False) -> dict[str, float]:
         out[f"{key}.loadavg_1min"] = max(load0, os.getloadavg()[0])
         print(f"  {key:<16} ours {ours:7.1f} (bf16 {bf16:7.1f})  reference {theirs:6.2f} networks/s  = {ours / theirs:5.1f}x "
               f"(bf16 {bf16 / theirs:5.1f}x); params {r['ours_params']:,} vs {r['reference_params']:,}{extra}; "
+              f"compile {r['ours_compile_s']:.0f} s; "
               f"load {out[f'{key}.loadavg_1min']:.2f}", flush=True)
     return out

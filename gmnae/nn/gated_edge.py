@@ -121,13 +121,18 @@ def gated_edge(a, c, lin: nn.Linear, b, s, eps2: float, *, h_add=None, sq_add=No
                fused: bool | str = True, reduce: int | None = None):
     """The per-edge gate (see `_GatedEdge`).
 
-    fused: True / "auto" -- the native kernel (`gated_edge_native`: CPU, float32/64, d <= 64, a C compiler)
-    where it applies, else `_GatedEdge`; "torch" -- `_GatedEdge`; False -- the same math through autograd.
+    fused: True / "auto" -- on CPU the native kernel (`gated_edge_native`: float32/64, d <= 64, a C compiler)
+    where it applies, the compiled pointwise chains for d > 64 (`gated_edge_compiled`), else `_GatedEdge`;
+    "torch" -- `_GatedEdge`; False -- the same math through autograd.
     reduce: sum the output over that dim (1 or 2 of `[B, n_out, n_in, d]`; the native kernel sums inside,
     never writing the per-edge output)."""
     n = n or a.shape[-1]
     if fused in (True, "auto") and not torch.compiler.is_compiling():
+        from . import gated_edge_compiled as compiled
         from . import gated_edge_native as native
+
+        if compiled.applies(lin.weight):
+            return compiled.gated_edge(a, c, lin.weight, lin.bias, h_add, sq_add, b, s, n, eps2, times_z, reduce)
 
         if native.applies(a, c, lin.weight) and native.library(lin.weight.dtype, lin.weight.shape[0]) is not None:
             nat_reduce = reduce if reduce is not None and max(a.dim(), c.dim()) == 4 else None

@@ -109,6 +109,11 @@ class ScaleGMNLayer(nn.Module):
         if self.skip and isinstance(e, tuple):
             w, m = e
             e = w * m[0] if w.shape[-1] == 1 else w @ m
+        if self.native_update and not torch.compiler.is_compiling():
+            from . import gated_edge_compiled as compiled
+
+            if compiled.applies(self.edge_lin.weight):  # compiled pointwise chains (d > 64 on CPU)
+                return compiled.edge_update(e if self.skip else None, eE, pc_src, qc_dst)
         if self.native_update:  # one pass each way (gated_edge_native), where it applies
             from .gated_edge_native import edge_update
 
