@@ -43,19 +43,32 @@ def _compute_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+def _sigmoids(y, b, s):
+    """The gate's arguments and their sigmoids: `(u1, σ(u1), u2, σ(u2))`, u1 = y + b, u2 = s·y + b (None, None
+    without a second half: s None, or s = 1 where both halves are equal).
+
+    Sign flips (s = -1, or a per-network ±1 tensor as `Canon.sgn`): one exp per value instead of two, from
+    exp(-u1) = exp(-b) / exp(y) and exp(-u2) = exp(-b) · exp(y), with exp(-b) one per channel. Exact while
+    |y| <= 60 and |b| <= 60; beyond, both halves are saturated (σ within e^(|b| - 60) of 0 or 1)."""
+    u1 = y + b
+    if s is None or isinstance(s, float) and s == 1.0:
+        return u1, torch.sigmoid(u1), None, None
+    if isinstance(s, float) and s != -1.0:  # any other scalar (not used by the encoder): two sigmoids
+        u2 = y * s + b
+        return u1, torch.sigmoid(u1), u2, torch.sigmoid(u2)
+    ey = torch.exp(y.clamp(-60.0, 60.0))
+    eb = torch.exp(-b.clamp(-60.0, 60.0))
+    sg1 = ey / (ey + eb)
+    sg2 = 1.0 / (1.0 + eb * ey)                 # σ(b - y)
+    if isinstance(s, float):
+        return u1, sg1, b - y, sg2
+    neg = s < 0                                 # per network: -1 sign flips, +1 positive scaling (u2 = u1)
+    return u1, sg1, torch.where(neg, b - y, u1), torch.where(neg, sg2, sg1)
+
+
 def _silu_grad(u: torch.Tensor) -> torch.Tensor:
     sg = torch.sigmoid(u)
     return sg * (1.0 + u * (1.0 - sg))
-
-
-def _sym(y, b, s):
-    """`silu(y + b) [+ silu(s·y + b)]` and the second argument (None without sign symmetry / s = 1)."""
-    u1 = y + b
-    if s is None:
-        return u1, None
-    if isinstance(s, float) and s == 1.0:
-        return u1, None
-    return u1, ((b - y) if isinstance(s, float) and s == -1.0 else y * s + b)
 
 
 def gate_fwd_pre(a, c, sq_add, n: float, eps2: float, lo: torch.dtype, cd: torch.dtype):
@@ -71,10 +84,10 @@ def gate_fwd_post(a, c, h, h_add, r, b, s, times_z: bool, reduce: int | None, cd
     if h_add is not None:
         y = y + h_add.to(cd)
     y = y * r
-    u1, u2 = _sym(y, b, s)
-    g = F.silu(u1)
+    u1, sg1, u2, sg2 = _sigmoids(y, b, s)
+    g = u1 * sg1
     if u2 is not None:
-        g = g + F.silu(u2)
+        g = g + u2 * sg2
     elif s is not None:  # s = 1: both halves equal
         g = g * 2.0
     out = a.to(cd) * c.to(cd) * g if times_z else g
@@ -90,14 +103,14 @@ def gate_bwd_pre(dout, a, c, h, h_add, r, b, s, n: float, times_z: bool, lo: tor
     y = y * r
     dout = dout.to(cd)
     dg = dout * z if times_z else dout
-    u1, u2 = _sym(y, b, s)
-    du1 = dg * _silu_grad(u1)
-    g = F.silu(u1)
+    u1, sg1, u2, sg2 = _sigmoids(y, b, s)
+    du1 = dg * sg1 * (1.0 + u1 * (1.0 - sg1))
+    g = u1 * sg1
     if u2 is not None:
-        du2 = dg * _silu_grad(u2)
+        du2 = dg * sg2 * (1.0 + u2 * (1.0 - sg2))
         dsum = du1 + du2
         dy = du1 - du2 if isinstance(s, float) and s == -1.0 else du1 + du2 * s
-        g = g + F.silu(u2)
+        g = g + u2 * sg2
     elif s is not None:
         du1 = du1 * 2.0
         g = g * 2.0
@@ -109,10 +122,10 @@ def gate_bwd_pre(dout, a, c, h, h_add, r, b, s, n: float, times_z: bool, lo: tor
     dz = z * (2.0 * dsq)
     if times_z:
         dz = dz + dout * g
-    db = dsum.reshape(-1, dsum.shape[-1]).sum(0) if need_db else None
+    # db is summed outside: a reduction over the rows inside made Inductor recompute the chain in a slow loop
     dh = dy * r
     dh_add = dh.sum_to_size(h_add.shape).to(h_add.dtype) if need_dh_add else None
-    return dh.to(lo), dz, dsq if need_dsq else None, db, dh_add
+    return dh.to(lo), dz, dsq if need_dsq else None, dsum if need_db else None, dh_add
 
 
 def gate_bwd_post(dz_part, dz_lin, a, c, need_a: bool, need_c: bool, cd: torch.dtype):
@@ -222,11 +235,12 @@ class _GatedEdgeCompiled(torch.autograd.Function):
         need = ctx.needs_input_grad
         if ctx.reduce is not None:
             dout = dout.unsqueeze(ctx.reduce)
-        dh, dz_part, dsq, db, dh_add = _gate_bwd_pre(dout, a, c, h, h_add, r, b, s, ctx.n, ctx.times_z, ctx.lo,
+        dh, dz_part, dsq, dsum, dh_add = _gate_bwd_pre(dout, a, c, h, h_add, r, b, s, ctx.n, ctx.times_z, ctx.lo,
                                                      ctx.cd, need[6], ctx.sq_add_shape is not None and need[5],
                                                      h_add is not None and need[4])
         d_out = dh.shape[-1]
         dh2 = dh.reshape(-1, d_out)
+        db = dsum.reshape(-1, d_out).sum(0) if dsum is not None else None
         dW = (dh2.t() @ zl.reshape(-1, zl.shape[-1])).to(W.dtype) if need[2] else None
         dz_lin = (dh2 @ W.to(ctx.lo)).view(zl.shape)
         da, dc = _gate_bwd_post(dz_part, dz_lin, a, c, need[0], need[1], ctx.cd)

@@ -146,3 +146,23 @@ def test_falls_back_to_the_torch_gate(monkeypatch, capsys):
     assert not compiled.applies(lin.weight)
     y = gated_edge(a, c, lin, b, -1.0, 1e-16)
     assert type(y.grad_fn).__name__ == "_GatedEdgeBackward" and rel(y, ref) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_exp_sigmoids_of_the_sign_gate(dtype):
+    """Sign flips: σ(y + b) and σ(b - y) from one exp per value: equal to torch.sigmoid (relative 1e-5) while
+    |y| <= 60, saturated beyond (within e^(|b| - 60) < 1e-20 of it, out to |y| = 200), finite everywhere;
+    a per-network ±1 tensor picks σ(b - y) or σ(y + b)."""
+    y = torch.linspace(-200, 200, 4001, dtype=dtype).view(-1, 1)
+    b = torch.linspace(-5, 5, 7, dtype=dtype)
+    u1, sg1, u2, sg2 = compiled._sigmoids(y, b, -1.0)
+    inside = y.abs().expand_as(sg1) <= 60
+    assert torch.equal(u1, y + b) and torch.equal(u2, b - y)
+    for got, ref in ((sg1, torch.sigmoid(y + b)), (sg2, torch.sigmoid(b - y))):
+        assert torch.isfinite(got).all()
+        assert torch.allclose(got[inside], ref[inside], rtol=1e-5, atol=0)
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-20)
+    s = torch.tensor([1.0, -1.0], dtype=dtype).repeat(2001)[:4001].view(-1, 1)
+    _, _, u2s, sg2s = compiled._sigmoids(y, b, s)
+    assert torch.equal(u2s, torch.where(s < 0, b - y, y + b))
+    assert torch.allclose(sg2s, torch.sigmoid(u2s), rtol=1e-5, atol=1e-20)
