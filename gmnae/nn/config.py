@@ -43,8 +43,10 @@ class EncoderConfig:
                                     # symmetry the encoder does not know; the published INR runs do this
                                     # to their data: weightspace/sine_phase.py)
     chunk_size: Optional[int] = None  # networks per chunk: None = auto (cache-sized on CPU, whole batch on GPU), 0 = off
-    edge_kernel: str = "auto"       # the per-edge gate: auto = the native C kernel (gmnae/nn/gated_edge.c: CPU,
-                                    # d <= 64, compiled on first use; else torch), torch = `_GatedEdge` (torch ops)
+    edge_kernel: str = "auto"       # the per-edge step on CPU: auto = the native C kernels for d <= 64
+                                    # (gmnae/nn/gated_edge.c), Inductor-compiled pointwise chains around torch's
+                                    # matmuls for d > 64 (gated_edge_compiled.py); both built on first use, else
+                                    # torch; torch = `_GatedEdge` and torch ops
     compile: bool = False           # torch.compile the dense path (CPU: INR config ~1.4x faster after ~1 min of
                                     # compiling; the CNN config (d=256) gets slower -- measure with `make bench`)
 

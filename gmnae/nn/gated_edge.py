@@ -3,7 +3,8 @@
 The chain `z = a ⊙ c -> W z -> r·(.) -> symmetrised SiLU -> z ⊙ g` runs on every edge of every layer;
 `gated_edge(..., fused=False)` is the same math through autograd (the tests compare the two). On CPU with
 d <= 64 (scalegmn-small) `gated_edge` runs the native kernel instead (`gated_edge_native`, gated_edge.c:
-one pass over the per-edge rows each way, the messages summed inside), with `_GatedEdge` as its fallback.
+one pass over the per-edge rows each way, the messages summed inside), with d > 64 (the published widths)
+the Inductor-compiled chains (`gated_edge_compiled`); `_GatedEdge` is the fallback of both.
 """
 from __future__ import annotations
 

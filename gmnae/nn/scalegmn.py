@@ -34,11 +34,12 @@ layer never materialises the projected edges, it folds the projection into the f
 `edge` runs on a flat edge list with gathers and scatter sums (`gmnae.nn.scatter`).
 
 Speed (CPU): the per-edge gate runs through `_GatedEdge`, a hand-written backward with ~40% fewer passes
-over the per-edge tensors than autograd's; for d <= 64 (`cfg.edge_kernel="auto"`) the gate (messages summed
-inside) and the edge update run as native kernels instead, one pass over the per-edge rows each way
-(`gated_edge_native`; `python -m benchmarks --only fused`); batches run in cache-sized chunks of networks
-(networks are independent); `cfg.compile` adds torch.compile on top (the compiled graph uses the torch gate).
-`python -m benchmarks --only encoder` measures all of it.
+over the per-edge tensors than autograd's; with `cfg.edge_kernel="auto"` (the default) the gate (messages
+summed inside) and the edge update run as native kernels for d <= 64, one pass over the per-edge rows each
+way (`gated_edge_native`; `python -m benchmarks --only fused`), and for d > 64 as pointwise chains compiled
+by Inductor around torch's matmuls (`gated_edge_compiled`; `--only published roofline`); batches run in
+cache-sized chunks of networks (networks are independent); `cfg.compile` compiles the whole dense path
+instead (the compiled graph uses the torch gate). `python -m benchmarks --only encoder` measures all of it.
 
 Files: `invariant_blocks` (Canon, gates, invariant / equivariant / plain MLPs), `gated_edge` (the fused
 per-edge kernel), `scalegmn_layer` (one message-passing layer, both paths); this module: the encoder.
