@@ -24,7 +24,7 @@ both run on the same torch thread count. Figures (best step of each):
   `configs/mnist_cls/scalegmn.yml`) at batch 32 and the published 128 (not in `--quick`).
 - the reference's input graphs are built once, outside the timed step (its data loader's work);
 - `...ours.compile_s`: seconds our first fp32 and bf16 steps spent in torch.compile of the per-edge step
-  (gated_edge_compiled, d > 64; ~0 when Inductor's on-disk cache has it), `...ours.first_steps_s` those two
+  (gated_edge_compiled, d > 64; less when Inductor's on-disk cache has it), `...ours.first_steps_s` those two
   steps' wall time.
 """
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _child(spec: dict) -> dict:
 
     import torch
 
-    from gmnae.nn import EncoderConfig, ScaleGMNEncoder
+    from gmnae.nn import EncoderConfig, ScaleGMNEncoder, gated_edge_compiled
     from gmnae.weightspace import Architecture
 
     torch.set_num_threads(spec["threads"])
@@ -207,8 +207,6 @@ def _child(spec: dict) -> dict:
         for w in sides:
             best[w] = min(best[w], step(w))
     out = {f"{w}_step_s": best[w] for w in sides}
-    from gmnae.nn import gated_edge_compiled
-
     out["ours_compile_s"] = sum(gated_edge_compiled.COMPILE_SECONDS.values())
     out["ours_first_steps_s"] = warm_ours
     out["ours_params"] = sum(p.numel() for p in ours.parameters())

@@ -15,9 +15,9 @@ backward: `bwd_pre` (recomputes z, y, g from a, c, h; writes dh and the pointwis
 `bwd_post` (da, dc). Saved for the backward: a, c, h, r and z in the matmul's dtype (bf16 under autocast:
 2 bytes a value) instead of `_GatedEdge`'s five float32 per-edge tensors.
 
-Compiled once per process and variant (dynamic shapes: one kernel serves every block and batch), cached on
-disk by Inductor under `$GMNAE_CACHE_DIR/inductor` (default `~/.cache/gmnae/inductor`; `COMPILE_SECONDS` has
-the first call's time per function). With `GMNAE_NATIVE=0`, or once Inductor has failed to compile (no C++
+Compiled once per process and variant (dynamic shapes: one kernel serves every block and batch) and cached
+on disk by Inductor (`TORCHINDUCTOR_CACHE_DIR`, default `/tmp/torchinductor_$USER`); `COMPILE_SECONDS` has
+each function's first call. With `GMNAE_NATIVE=0`, or once Inductor has failed to compile (no C++
 compiler: one note on stderr), `applies()` is False and the encoder runs `_GatedEdge` and the torch edge
 update (same math; the tests check the three agree).
 """
@@ -30,13 +30,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..zoo.siren_native import cache_dir
-
 COMPILE_SECONDS: dict[str, float] = {}  # first call (compile or cache load) per pointwise function
 # Bytes the compiled functions read and write (inputs once, outputs once), for the roofline
 # (`benchmarks/roofline.py`): set to {"bytes": 0} to count. The aten-level counter cannot see inside them.
 COUNTERS: dict | None = None
 _broken = False  # Inductor failed once: the torch path from then on
+_noted = False
 
 
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -177,20 +176,28 @@ class _Compiled:
             _give_up(exc)
             return self.fn(*args)
         if self.name not in COMPILE_SECONDS:
-            COMPILE_SECONDS[self.name] = dt = time.perf_counter() - t0
-            if dt > 5.0 and os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0":
-                print(f"gmnae: compiled the per-edge {self.name} in {dt:.0f} s (torch.compile, once per variant; "
-                      f"cached in {os.environ['TORCHINDUCTOR_CACHE_DIR']})", file=sys.stderr)
+            COMPILE_SECONDS[self.name] = time.perf_counter() - t0
         return out
 
 
 def _compile(fn):
+    global _noted
     import torch._dynamo.config as dynamo_config
+
+    if not _noted and os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0":
+        print(f"gmnae: compiling the per-edge step (d > 64) with torch.compile: about a minute the first time (2 cores), "
+              f"~15 s once Inductor has cached it ({_inductor_cache()})", file=sys.stderr)
+        _noted = True
 
     # one graph per variant (dtype, sign mode, reduce dim, ...): more than dynamo's default 8 per function
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir().parent / "inductor"))
     return torch.compile(fn, dynamic=True, fullgraph=True)
+
+
+def _inductor_cache() -> str:
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return cache_dir()
 
 
 def _give_up(exc: Exception) -> None:
