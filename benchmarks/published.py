@@ -9,8 +9,9 @@ top for INR evaluation and data loading, which the encoder step never calls: whe
 they are replaced by empty stand-ins (`_stub_unused_imports`).
 
 One subprocess per configuration builds both encoders with the same width, depth and batch and
-runs one training step each (forward, backward of a scalar loss on the output, AdamW step),
-ALTERNATING ours and the reference's, so that a busy spell of the shared machine hits both alike;
+runs one training step each (forward, backward of a scalar loss on the output, AdamW step: ours torch's fused
+AdamW as `gmnae train` runs it, the reference's the default one its scripts build), ALTERNATING ours and the
+reference's, so that a busy spell of the shared machine hits both alike;
 both run on the same torch thread count. Figures (best step of each):
 
 - `published.<config>.b<batch>.{ours,ours_bf16,reference}.networks_per_s`, `...ratio` = ours / reference
@@ -169,6 +170,7 @@ def _child(spec: dict) -> dict:
     import torch
 
     from gmnae.nn import EncoderConfig, ScaleGMNEncoder, gated_edge_compiled
+    from gmnae.training.optim import fused_adamw_applies
     from gmnae.weightspace import Architecture
 
     torch.set_num_threads(spec["threads"])
@@ -182,7 +184,11 @@ def _child(spec: dict) -> dict:
     ref, conf = _reference_model(Path(spec["reference"]), family, cfg.d, layout)
     params = torch.randn(batch, arch.n_params) * 0.1
     graphs = _reference_graphs(family, batch, conf)
-    opts = {m: torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01) for m, net in (("ours", ours), ("reference", ref))}
+    # each side's optimiser as its training runs it: ours as gmnae.training.optim builds it (torch's fused AdamW
+    # on CPU), the reference's as its training scripts call it (torch.optim.AdamW, defaults)
+    opts = {"ours": torch.optim.AdamW(ours.parameters(), lr=1e-3, weight_decay=0.01,
+                                      fused=fused_adamw_applies(ours.parameters(), "bf16-mixed")),
+            "reference": torch.optim.AdamW(ref.parameters(), lr=1e-3, weight_decay=0.01)}
     ours.train(), ref.train()
 
     def step(which: str) -> float:

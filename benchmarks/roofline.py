@@ -93,6 +93,7 @@ def _child(spec: dict) -> dict:
     import torch
 
     from gmnae.nn import EncoderConfig, ScaleGMNEncoder
+    from gmnae.training.optim import fused_adamw_applies
     from gmnae.weightspace import Architecture
 
     torch.set_num_threads(spec["threads"])
@@ -109,7 +110,8 @@ def _child(spec: dict) -> dict:
     peaks = machine_peaks(sorted(shapes))
     results.update({f"peak.{k}": v for k, v in peaks.items()})
     for (family, batch), (arch, enc) in nets.items():
-        opt = torch.optim.AdamW(enc.parameters(), lr=1e-3, weight_decay=0.01)
+        opt = torch.optim.AdamW(enc.parameters(), lr=1e-3, weight_decay=0.01,  # as gmnae.training.optim builds it
+                                fused=fused_adamw_applies(enc.parameters(), "bf16-mixed"))
         params = torch.randn(batch, arch.n_params) * 0.1
         for prec in ("fp32", "bf16"):
             def step():

@@ -5,7 +5,7 @@ import lightning as L
 import torch
 
 from ..data.shard_stream import Batch
-from .optim import adamw_with_schedule
+from .optim import adamw_with_schedule, clip_gradients
 
 
 class WeightSpaceModule(L.LightningModule):
@@ -29,6 +29,16 @@ class WeightSpaceModule(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_with_schedule(self, self.optim_cfg)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # Lightning's mixed-precision plugin refuses to clip for a fused optimizer (a guard for fp16's GradScaler,
+        # which a fused step unscales inside); under bf16 there is no scaler, so the gradients are clipped here
+        opt = getattr(optimizer, "_optimizer", optimizer)
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if gradient_clip_val and scaler is None and opt.defaults.get("fused"):
+            clip_gradients(opt, gradient_clip_val, gradient_clip_algorithm)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch.to(device, non_blocking=True) if isinstance(batch, Batch) else batch
