@@ -30,16 +30,14 @@ import time
 import torch
 import torch.nn.functional as F
 
+from .gated_edge_native import MAX_D, _compute_dtype
+
 COMPILE_SECONDS: dict[str, float] = {}  # first call (compile or cache load) per pointwise function
 # Bytes the compiled functions read and write (inputs once, outputs once), for the roofline
 # (`benchmarks/roofline.py`): set to {"bytes": 0} to count. The aten-level counter cannot see inside them.
 COUNTERS: dict | None = None
 _broken = False  # Inductor failed once: the torch path from then on
 _noted = False
-
-
-def _compute_dtype(t: torch.Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
 def _sigmoids(y, b, s):
@@ -280,8 +278,6 @@ class _EdgeUpdateCompiled(torch.autograd.Function):
 def applies(W: torch.Tensor) -> bool:
     """Where this path runs under `edge_kernel="auto"`: CPU encoders wider than the native kernels' MAX_D,
     unless `GMNAE_NATIVE=0` or Inductor has failed."""
-    from .gated_edge_native import MAX_D
-
     return (W.device.type == "cpu" and W.shape[0] > MAX_D and W.dtype in (torch.float32, torch.float64)
             and not _broken and os.environ.get("GMNAE_NATIVE", "1") != "0")
 

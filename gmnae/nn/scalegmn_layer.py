@@ -109,14 +109,12 @@ class ScaleGMNLayer(nn.Module):
         if self.skip and isinstance(e, tuple):
             w, m = e
             e = w * m[0] if w.shape[-1] == 1 else w @ m
-        if self.native_update and not torch.compiler.is_compiling():
+        if self.native_update:  # d > 64 on CPU: compiled chains; d <= 64: the native kernel, one pass each way
             from . import gated_edge_compiled as compiled
-
-            if compiled.applies(self.edge_lin.weight):  # compiled pointwise chains (d > 64 on CPU)
-                return compiled.edge_update(e if self.skip else None, eE, pc_src, qc_dst)
-        if self.native_update:  # one pass each way (gated_edge_native), where it applies
             from .gated_edge_native import edge_update
 
+            if compiled.applies(self.edge_lin.weight) and not torch.compiler.is_compiling():
+                return compiled.edge_update(e if self.skip else None, eE, pc_src, qc_dst)
             out = edge_update(e if self.skip else None, eE, pc_src, qc_dst)
             if out is not None:
                 return out

@@ -10,17 +10,10 @@ import torch.nn.functional as F
 from gmnae.nn import gated_edge_compiled as compiled
 from gmnae.nn.gated_edge import gated_edge
 from gmnae.weightspace import random_transform
-from tests.nn.test_scalegmn import CASES, _case, encoder, mixed_cnns, mixed_transform, rel  # noqa: F401 (fixture)
+from tests.nn.test_scalegmn import (CASES, _case, _one_thread, encoder, gate_inputs, mixed_cnns,  # noqa: F401
+                                   mixed_transform, rel)  # _one_thread (autouse), mixed_cnns: fixtures
 
 D = 72  # past the native kernels' MAX_D (64): `edge_kernel="auto"` takes the compiled path
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -33,17 +26,7 @@ def eager(monkeypatch):
 @pytest.mark.parametrize("s", [None, -1.0, 1.0, "tensor"])
 @pytest.mark.parametrize("bias,extra,times_z", [(False, False, True), (True, True, False)])
 def test_gate_backward_matches_autograd(eager, s, bias, extra, times_z, reduce):
-    g = torch.Generator().manual_seed(0)
-    kw = dict(dtype=torch.float64)
-    a = torch.randn(2, 3, 4, 5, generator=g, **kw).requires_grad_()
-    c = torch.randn(2, 1, 4, 5, generator=g, **kw).requires_grad_()
-    lin = torch.nn.Linear(5, 5, bias=bias).double()
-    b = torch.randn(5, generator=g, **kw).requires_grad_()
-    h_add = torch.randn(2, 3, 1, 5, generator=g, **kw).requires_grad_() if extra else None
-    sq_add = torch.rand(2, 3, 1, 1, generator=g, **kw).requires_grad_() if extra else None
-    if s == "tensor":
-        s = torch.tensor([1.0, -1.0], **kw).view(2, 1, 1, 1)
-    n = 10 if extra else 5
+    a, c, lin, b, h_add, sq_add, s, n = gate_inputs(s, bias, extra)
     fn = lambda a, c, W, wb, b, h_add, sq_add: compiled.gated_edge(a, c, W, wb, h_add, sq_add, b, s, n, 1e-12,
                                                                    times_z, reduce)
     ins = (a, c, lin.weight, lin.bias, b, h_add, sq_add)

@@ -15,18 +15,10 @@ import torch
 
 from gmnae.weightspace import random_transform
 
-from .test_scalegmn import _case, encoder, mixed_cnns, mixed_transform, rel  # noqa: F401  (mixed_cnns: a fixture)
+from .test_scalegmn import _case, _one_thread, encoder, mixed_cnns, mixed_transform, rel  # noqa: F401  (fixtures)
 
 BF16_CASES = [("trained_sirens", "sign", "PD"), ("trained_relu_cnns", "scale", "PS"), ("mixed", "hetero", None),
               ("trained_relu_cnns", "permutation", "P")]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _amp(enc, x, acts, path):

@@ -211,6 +211,22 @@ def test_cuda_matches_cpu(trained_relu_cnns):
             enc.cpu()
 
 
+def gate_inputs(s, bias: bool, extra: bool):
+    """Float64 inputs of the per-edge gate on a [2, 3, 4, 5] block (a, c, lin, b, h_add, sq_add, s, n), for the
+    gradient tests of every gate implementation; `s="tensor"`: per-network signs."""
+    g = torch.Generator().manual_seed(0)
+    kw = dict(dtype=torch.float64)
+    a = torch.randn(2, 3, 4, 5, generator=g, **kw).requires_grad_()
+    c = torch.randn(2, 1, 4, 5, generator=g, **kw).requires_grad_()
+    lin = torch.nn.Linear(5, 5, bias=bias).double()
+    b = torch.randn(5, generator=g, **kw).requires_grad_()
+    h_add = torch.randn(2, 3, 1, 5, generator=g, **kw).requires_grad_() if extra else None
+    sq_add = torch.rand(2, 3, 1, 1, generator=g, **kw).requires_grad_() if extra else None
+    if s == "tensor":
+        s = torch.tensor([1.0, -1.0], **kw).view(2, 1, 1, 1)
+    return a, c, lin, b, h_add, sq_add, s, 10 if extra else 5
+
+
 @pytest.mark.parametrize("reduce", [None, 1, 2])
 @pytest.mark.parametrize("kernel", ["torch", "native"])
 @pytest.mark.parametrize("s", [None, -1.0, 1.0, "tensor"])
@@ -224,17 +240,7 @@ def test_fused_edge_gate_gradients(s, bias, extra, times_z, kernel, reduce):
     if kernel == "native" and gated_edge_native.library(torch.float64, 5) is None:
         pytest.skip("the native gate did not build (no C compiler?)")
     fn_cls, fused = (_GatedEdge, "torch") if kernel == "torch" else (gated_edge_native._GatedEdgeNative, True)
-    g = torch.Generator().manual_seed(0)
-    kw = dict(dtype=torch.float64)
-    a = torch.randn(2, 3, 4, 5, generator=g, **kw).requires_grad_()
-    c = torch.randn(2, 1, 4, 5, generator=g, **kw).requires_grad_()
-    lin = torch.nn.Linear(5, 5, bias=bias).double()
-    b = torch.randn(5, generator=g, **kw).requires_grad_()
-    h_add = torch.randn(2, 3, 1, 5, generator=g, **kw).requires_grad_() if extra else None
-    sq_add = torch.rand(2, 3, 1, 1, generator=g, **kw).requires_grad_() if extra else None
-    if s == "tensor":
-        s = torch.tensor([1.0, -1.0], **kw).view(2, 1, 1, 1)
-    n = 10 if extra else 5
+    a, c, lin, b, h_add, sq_add, s, n = gate_inputs(s, bias, extra)
     fn = lambda a, c, W, b, h_add, sq_add: gated_edge(a, c, SimpleNamespace(weight=W, bias=lin.bias), b, s, 1e-12,
                                                       h_add=h_add, sq_add=sq_add, n=n, times_z=times_z, fused=fused,
                                                       reduce=reduce)
