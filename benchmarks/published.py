@@ -15,7 +15,10 @@ reference's, so that a busy spell of the shared machine hits both alike;
 both run on the same torch thread count. Figures (best step of each):
 
 - `published.<config>.b<batch>.{ours,ours_bf16,reference}.networks_per_s`, `...ratio` = ours / reference
-  (both fp32) and `...bf16_over_reference.ratio` (ours under bf16 autocast, the reference in fp32);
+  (both fp32) and `...bf16_over_reference.ratio` (ours under bf16 autocast, the reference in fp32; only on a CPU
+  with native bf16 matmuls, `published.bf16_native`: elsewhere bf16 is emulated and `auto` precision runs fp32);
+- `...fp32_ceiling_x`: this machine's fp32 matmul peak (`peak_fp32_gflops`, measured in the child) over our
+  matmul GFLOP per network over the reference's networks/s: our fp32 step's best possible ratio here;
 - at the small batch of each configuration, per network: `{ours,reference}.gflop_per_network` (matmul
   FLOPs of the step), `gbytes_per_network` (bytes every op reads and writes) and `achieved_gflops`
   (see `benchmarks/roofline.py`, which sets them against this machine's measured peaks);
@@ -202,11 +205,12 @@ def _child(spec: dict) -> dict:
         opt.step()
         return time.perf_counter() - t0
 
-    sides = ("ours", "ours_bf16", "reference")
+    sides = ("ours", "ours_bf16", "reference") if spec["bf16"] else ("ours", "reference")
     best = {w: float("inf") for w in sides}
     t0 = time.perf_counter()
     step("ours")
-    step("ours_bf16")
+    if spec["bf16"]:
+        step("ours_bf16")
     warm_ours = time.perf_counter() - t0  # includes torch.compile of the per-edge step (gated_edge_compiled)
     step("reference")
     for _ in range(spec["reps"]):
@@ -223,6 +227,13 @@ def _child(spec: dict) -> dict:
         for w in ("ours", "reference"):
             c = step_counts(lambda: step(w))
             out[f"{w}_gflop"], out[f"{w}_gbytes"] = c["flops"] / 1e9, c["bytes"] / 1e9
+        # this machine's fp32 matmul peak (the step's own per-edge shape among the candidates): with our FLOPs at
+        # that rate the step could not beat `ceiling_x` times the reference
+        from benchmarks.roofline import machine_peaks
+
+        chunk = min(batch, ours.chunk_size(params) or batch)
+        out["peak_fp32_gflops"] = machine_peaks([(2048, 2048, 2048), (chunk * ours.layout.n_edges, cfg.d, cfg.d)],
+                                                dtypes=("fp32",))["fp32_gflops"]
     return out
 
 
@@ -246,21 +257,30 @@ def run(quick: bool = False) -> dict[str, float]:
         print(f"  published: skipped: {why}", flush=True)
         return {}
     out: dict[str, float] = {}
+    from gmnae.commands.trainer_setup import BF16_CPU_FLAGS, cpu_bf16_flags
+
     threads = torch.get_num_threads()
     out["published.threads"] = float(threads)
+    bf16 = bool(cpu_bf16_flags())  # without native bf16 matmuls autocast is emulated (~15x slower): not timed
+    out["published.bf16_native"] = float(bf16)
+    if not bf16:
+        print(f"  published: bf16 not timed: this CPU has no {'/'.join(BF16_CPU_FLAGS)} (emulated bf16; "
+              "trainer.precision auto runs 32-true here)", flush=True)
+    gflop_per_network, peak = {}, {}  # per family, from its small batch (FLOPs per network do not depend on it)
     runs = [("cnn", 16), ("cnn", 64)] if quick else [("cnn", 16), ("cnn", 64), ("inr", 32), ("inr", 128)]
     for family, batch in runs:
         load0 = os.getloadavg()[0]
         count = batch <= 32  # FLOPs and bytes grow linearly with the batch: counted at the small one
         r = _measure({"family": family, "batch": batch, "threads": threads, "reps": 2 if quick or batch > 32 else 3,
-                      "reference": str(ref), "count": count}, pyg)
+                      "reference": str(ref), "count": count, "bf16": bf16}, pyg)
         key = f"published.{family}.b{batch}"
-        ours, bf16, theirs = (batch / r[f"{w}_step_s"] for w in ("ours", "ours_bf16", "reference"))
+        ours, theirs = batch / r["ours_step_s"], batch / r["reference_step_s"]
         out[f"{key}.ours.networks_per_s"] = ours
-        out[f"{key}.ours_bf16.networks_per_s"] = bf16
         out[f"{key}.reference.networks_per_s"] = theirs
         out[f"{key}.ratio"] = ours / theirs
-        out[f"{key}.bf16_over_reference.ratio"] = bf16 / theirs
+        if bf16:
+            out[f"{key}.ours_bf16.networks_per_s"] = batch / r["ours_bf16_step_s"]
+            out[f"{key}.bf16_over_reference.ratio"] = out[f"{key}.ours_bf16.networks_per_s"] / theirs
         out[f"{key}.ours.params"], out[f"{key}.reference.params"] = float(r["ours_params"]), float(r["reference_params"])
         out[f"{key}.ours.compile_s"], out[f"{key}.ours.first_steps_s"] = r["ours_compile_s"], r["ours_first_steps_s"]
         extra = ""
@@ -269,12 +289,19 @@ def run(quick: bool = False) -> dict[str, float]:
                 out[f"{key}.{w}.gflop_per_network"] = r[f"{w}_gflop"] / batch
                 out[f"{key}.{w}.gbytes_per_network"] = r[f"{w}_gbytes"] / batch
                 out[f"{key}.{w}.achieved_gflops"] = r[f"{w}_gflop"] / r[f"{w}_step_s"]
+            gflop_per_network[family], peak[family] = out[f"{key}.ours.gflop_per_network"], r["peak_fp32_gflops"]
+            out[f"{key}.peak_fp32_gflops"] = peak[family]
             extra = (f"; GFLOP/network {out[f'{key}.ours.gflop_per_network']:.2f} vs "
                      f"{out[f'{key}.reference.gflop_per_network']:.2f}, achieved {out[f'{key}.ours.achieved_gflops']:.0f} vs "
-                     f"{out[f'{key}.reference.achieved_gflops']:.0f} GFLOP/s")
+                     f"{out[f'{key}.reference.achieved_gflops']:.0f} GFLOP/s (fp32 peak {peak[family]:.0f})")
+        if family in peak:
+            # our fp32 step's matmuls alone at this machine's peak: no fp32 step of this model can beat it here
+            out[f"{key}.fp32_ceiling_x"] = peak[family] / gflop_per_network[family] / theirs
+            extra += f"; fp32 ceiling {out[f'{key}.fp32_ceiling_x']:.1f}x"
         out[f"{key}.loadavg_1min"] = max(load0, os.getloadavg()[0])
-        print(f"  {key:<16} ours {ours:7.1f} (bf16 {bf16:7.1f})  reference {theirs:6.2f} networks/s  = {ours / theirs:5.1f}x "
-              f"(bf16 {bf16 / theirs:5.1f}x); params {r['ours_params']:,} vs {r['reference_params']:,}{extra}; "
-              f"compile {r['ours_compile_s']:.0f} s; "
-              f"load {out[f'{key}.loadavg_1min']:.2f}", flush=True)
+        bf16_part = (f" (bf16 {out[f'{key}.ours_bf16.networks_per_s']:7.1f})" if bf16 else "")
+        bf16_ratio = (f" (bf16 {out[f'{key}.bf16_over_reference.ratio']:5.1f}x)" if bf16 else "")
+        print(f"  {key:<16} ours {ours:7.1f}{bf16_part}  reference {theirs:6.2f} networks/s  = {ours / theirs:5.1f}x"
+              f"{bf16_ratio}; params {r['ours_params']:,} vs {r['reference_params']:,}{extra}; "
+              f"compile {r['ours_compile_s']:.0f} s; load {out[f'{key}.loadavg_1min']:.2f}", flush=True)
     return out

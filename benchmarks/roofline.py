@@ -72,12 +72,14 @@ def step_counts(step) -> dict:
     return {"flops": float(fc.get_total_flops()), "bytes": float(mode.bytes + fused_bytes), "ops": float(mode.ops)}
 
 
-def machine_peaks(shapes=((2048, 2048, 2048),)) -> dict:
+def machine_peaks(shapes=((2048, 2048, 2048),), dtypes=("fp32", "bf16")) -> dict:
     """Best matmul GFLOP/s per dtype over `shapes` (m, k, n) and the copy bandwidth in GB/s (read + write)."""
     import torch
 
     out = {}
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        if name not in dtypes:
+            continue
         best = 0.0
         for m, k, n in shapes:
             a, b = torch.randn(m, k).to(dt), torch.randn(k, n).to(dt)
@@ -107,13 +109,13 @@ def _child(spec: dict) -> dict:
         chunk = min(batch, enc.chunk_size(torch.zeros(1, arch.n_params)) or batch)
         shapes.add((chunk * enc.layout.n_edges, cfg.d, cfg.d))
         nets[(family, batch)] = (arch, enc)
-    peaks = machine_peaks(sorted(shapes))
+    peaks = machine_peaks(sorted(shapes), spec["precisions"])
     results.update({f"peak.{k}": v for k, v in peaks.items()})
     for (family, batch), (arch, enc) in nets.items():
         opt = torch.optim.AdamW(enc.parameters(), lr=1e-3, weight_decay=0.01,  # as gmnae.training.optim builds it
                                 fused=fused_adamw_applies(enc.parameters(), "bf16-mixed"))
         params = torch.randn(batch, arch.n_params) * 0.1
-        for prec in ("fp32", "bf16"):
+        for prec in spec["precisions"]:
             def step():
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=prec == "bf16"):
@@ -140,13 +142,19 @@ def _child(spec: dict) -> dict:
 def run(quick: bool = False) -> dict[str, float]:
     import torch
 
-    spec = {"threads": torch.get_num_threads(), "runs": RUNS[:1] if quick else RUNS}
+    from gmnae.commands.trainer_setup import BF16_CPU_FLAGS, cpu_bf16_flags
+
+    # without native bf16 matmuls autocast is emulated (~15x slower than fp32): only fp32 is measured
+    precisions = ("fp32", "bf16") if cpu_bf16_flags() else ("fp32",)
+    if len(precisions) == 1:
+        print(f"  roofline: bf16 not measured: this CPU has no {'/'.join(BF16_CPU_FLAGS)}", flush=True)
+    spec = {"threads": torch.get_num_threads(), "runs": RUNS[:1] if quick else RUNS, "precisions": precisions}
     got, load = run_child("roofline", spec)
     out = {f"roofline.{k}": v for k, v in got.items()}
     out["roofline.threads"] = float(spec["threads"])
     out["roofline.loadavg_1min"] = load
     for family, batch in spec["runs"]:
-        for prec in ("fp32", "bf16"):
+        for prec in precisions:
             k = f"roofline.{family}.b{batch}.{prec}"
             print(f"  {family}.b{batch}.{prec}: {out[k + '.step_s'] * 1e3:7.0f} ms/step ({out[k + '.networks_per_s']:.1f} networks/s); "
                   f"{out[k + '.gflop']:.1f} GFLOP at {out[k + '.achieved_gflops']:.0f} GFLOP/s = {out[k + '.of_peak']:.0%} of peak; "

@@ -62,6 +62,16 @@ def activate_channels(x: torch.Tensor, act, channels: int, w0: float = 30.0) -> 
     return out
 
 
+def _grouped_by_activation(act) -> torch.Tensor | None:
+    """The order that puts networks of equal activation next to each other (stable), or None if they are
+    already (or all share one)."""
+    if isinstance(act, str) or act.numel() < 2:
+        return None
+    if int((act[1:] != act[:-1]).sum()) < int(torch.unique(act).numel()):
+        return None
+    return torch.argsort(act, stable=True)
+
+
 def network_activation(arch: Architecture, activation=None, batch: int = 0, device=None):
     act = arch.activation if activation is None else activation
     if isinstance(act, str) and act == "mixed":
@@ -140,6 +150,16 @@ def cnn_forward(arch: Architecture, params: torch.Tensor, images: torch.Tensor, 
     """
     if dropout_after not in ("pool", "conv"):
         raise ValueError(f"dropout_after must be 'pool' or 'conv', not {dropout_after!r}")
+    act = network_activation(arch, activation, params.shape[0], params.device)
+    order = _grouped_by_activation(act)
+    if order is not None:
+        # Networks are independent: run them grouped by activation (one slice per activation in every layer
+        # instead of each activation on every channel and a `where`: 1.27x the mixed scalegmn-small training
+        # step, docs/performance.md) and put the logits back in the caller's order.
+        pick = lambda t: t.index_select(0, order) if torch.is_tensor(t) and t.dim() > 0 else t
+        logits = cnn_forward(arch, params.index_select(0, order), images if images.dim() == 4 else pick(images),
+                             act.index_select(0, order), pick(dropout), generator, dropout_after)
+        return logits.index_select(0, torch.argsort(order))
     conv_dropout = dropout if dropout_after == "conv" else None
     feats = cnn_features(arch, params, images, activation, dropout=conv_dropout, generator=generator)
     if dropout is not None and dropout_after == "pool":

@@ -55,15 +55,26 @@ def test_cnn_forward_matches_module(padding, size, activation):
         torch.testing.assert_close(out[i], build_module(arch, params[i])(images), rtol=0, atol=1e-10)
 
 
-def test_cnn_forward_mixed_activations_and_own_images(trained_relu_cnns, trained_tanh_cnns):
+@pytest.mark.parametrize("order", ["grouped", "interleaved"])
+def test_cnn_forward_mixed_activations_and_own_images(trained_relu_cnns, trained_tanh_cnns, order):
     (arch, relu), (_, tanh) = trained_relu_cnns, trained_tanh_cnns
     params = torch.cat([relu[:3], tanh[:3]])
     acts = ["relu"] * 3 + ["tanh"] * 3
+    if order == "interleaved":  # cnn_forward groups them by activation inside and must give them back in order
+        perm = torch.tensor([0, 3, 4, 1, 5, 2])
+        params, acts = params[perm], [acts[i] for i in perm]
+    params = params.clone().requires_grad_(True)
     images = torch.randn(6, 4, 1, 8, 8, dtype=torch.float64)  # each network its own batch
     out = cnn_forward(arch.with_activation("mixed"), params, images, acts)
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
     for i in range(6):
-        ref = build_module(arch, params[i], activation=acts[i])(images[i])
-        torch.testing.assert_close(out[i], ref, rtol=0, atol=1e-10)
+        p = params[i].detach().clone().requires_grad_(True)
+        ref = cnn_forward(arch.with_activation(acts[i]), p[None], images[i:i + 1])[0]
+        torch.testing.assert_close(out[i], build_module(arch, params[i].detach(), activation=acts[i])(images[i]),
+                                   rtol=0, atol=1e-10)
+        (ref * weights[i]).sum().backward()
+        torch.testing.assert_close(params.grad[i], p.grad, rtol=0, atol=1e-10)
 
 
 def test_trained_cnns_classify_digits(digits_cnn_zoo):
