@@ -228,7 +228,7 @@ def _child(spec: dict) -> dict:
             c = step_counts(lambda: step(w))
             out[f"{w}_gflop"], out[f"{w}_gbytes"] = c["flops"] / 1e9, c["bytes"] / 1e9
         # this machine's fp32 matmul peak (the step's own per-edge shape among the candidates): with our FLOPs at
-        # that rate the step could not beat `ceiling_x` times the reference
+        # that rate the step could not beat `fp32_ceiling_x` times the reference
         from benchmarks.roofline import machine_peaks
 
         chunk = min(batch, ours.chunk_size(params) or batch)
