@@ -385,3 +385,19 @@ int eu_backward(const EU *a) {
             }
     return 0;
 }
+
+/* n calls on disjoint i0 ranges (the structs of one split), one per thread of the OpenMP runtime torch has
+ * loaded: libgomp.so.1 is already in the process when this library loads, so its threads are torch's own
+ * intra-op pool. A pool of our own beside it lost to torch's workers spinning after each of their ops
+ * (docs/performance.md). Built without OpenMP, the calls run one after another. */
+#define MANY(fn, T)                                                                                   \
+    int fn##_many(const T *p, int n) {                                                                \
+        int rc = 0;                                                                                   \
+        _Pragma("omp parallel for num_threads(n) schedule(static, 1) reduction(|:rc)")               \
+        for (int i = 0; i < n; i++) rc |= fn(p + i);                                                  \
+        return rc;                                                                                    \
+    }
+MANY(ge_forward, GE)
+MANY(ge_backward, GE)
+MANY(eu_forward, EU)
+MANY(eu_backward, EU)

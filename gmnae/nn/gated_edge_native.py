@@ -9,7 +9,7 @@ and the backward (which recomputes z, h, y, g instead of saving them) reads the 
 gradient once and writes the input gradients once. It runs where it pays: on CPU, float32 and float64,
 d <= `MAX_D` (beyond that MKL's blocked matmul beats a row-at-a-time matvec); under bf16 autocast it
 computes in float32 (the torch path runs the matmul in bf16 and the rest in float32). Rows are split
-over torch's thread count by their first dim (a thread pool; ctypes releases the GIL).
+over torch's thread count by their first dim and run on torch's own OpenMP threads (ctypes releases the GIL).
 
 Built once per (source, compiler, flags, CPU, precision, d) into `$GMNAE_CACHE_DIR/native` (default
 `~/.cache/gmnae/native`), the same cache as the SIREN fitter (gmnae/zoo/siren_native.py). Without a C
@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,8 +33,8 @@ from ..zoo.siren_native import cache_dir, cached_build
 SOURCE = Path(__file__).with_name("gated_edge.c")
 # -ffast-math at compile time only: linking with it would pull in crtfastmath.o (GCC < 13), which sets
 # flush-to-zero for the whole process on load. It lets GCC vectorise exp() through glibc's libmvec.
-CFLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native", "-fPIC"]
-LIBS = ["-lmvec", "-lm"]
+CFLAGS = ["-O3", "-ffast-math", "-fopenmp", "-march=native", "-fPIC"]
+LIBS = ["-fopenmp", "-lmvec", "-lm"]
 MAX_D = 64
 BUILD_SECONDS: dict[str, float] = {}  # compile (or cache load) time per kernel in this process
 # The kernels' own work, for the roofline (`benchmarks/fused.py`): set to {"flops": 0, "bytes": 0} to count.
@@ -81,7 +80,7 @@ def _build(dtype: torch.dtype, d: int) -> Path | None:
                 return False
             # without libmvec (non-glibc) exp() is scalar: correct, slower
             return any(subprocess.run([cc, "-shared", obj, "-o", out, *libs], capture_output=True).returncode == 0
-                       for libs in (LIBS, ["-lm"]))
+                       for libs in (LIBS, ["-fopenmp", "-lm"]))
         finally:
             Path(obj).unlink(missing_ok=True)
 
@@ -99,11 +98,11 @@ def _library(dtype: torch.dtype, d: int):
     BUILD_SECONDS[f"{_NAMES[dtype]}_d{d}"] = time.perf_counter() - t0
     if lib is None:
         return None
-    for fn in (lib.ge_forward, lib.ge_backward):
-        fn.argtypes = [ctypes.POINTER(_STRUCTS[dtype])]
+    for fn in (lib.ge_forward_many, lib.ge_backward_many):
+        fn.argtypes = [ctypes.POINTER(_STRUCTS[dtype]), _int]
         fn.restype = _int
-    for fn in (lib.eu_forward, lib.eu_backward):
-        fn.argtypes = [ctypes.POINTER(_EU_STRUCTS[dtype])]
+    for fn in (lib.eu_forward_many, lib.eu_backward_many):
+        fn.argtypes = [ctypes.POINTER(_EU_STRUCTS[dtype]), _int]
         fn.restype = _int
     return lib
 
@@ -196,29 +195,9 @@ def _chunks(R0: int, threads: int, dim0_ok: bool):
     return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
-_pool: list = [None, 0]  # one ThreadPoolExecutor kept between calls (starting threads costs ~0.1 ms a call)
-
-
-def _forget_pool() -> None:  # a forked child inherits the executor but not its threads: start afresh
-    _pool[0], _pool[1] = None, 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
 def _run(fn, structs):
-    if len(structs) == 1:
-        rc = [fn(ctypes.byref(structs[0]))]
-    else:
-        if _pool[1] < len(structs):
-            if _pool[0] is not None:
-                _pool[0].shutdown(wait=False)
-            _pool[0], _pool[1] = ThreadPoolExecutor(len(structs), thread_name_prefix="gmnae-gate"), len(structs)
-        # ctypes releases the GIL during the call; the first chunk runs on the calling thread
-        futs = [_pool[0].submit(fn, ctypes.byref(s)) for s in structs[1:]]
-        rc = [fn(ctypes.byref(structs[0]))] + [f.result() for f in futs]
-    if any(rc):
+    """`fn` (a kernel's `_many` entry) on the structs of one split, in parallel on torch's OpenMP threads."""
+    if fn(structs, len(structs)):
         raise RuntimeError("native gated_edge kernel: d too large")
 
 
@@ -269,7 +248,7 @@ class _GatedEdgeNative(torch.autograd.Function):
         st.out_acc = int(reduce is not None)
         r = torch.empty(rows, dtype=dt)
         st.out, st.r = out.data_ptr(), r.data_ptr()
-        _run(lib.ge_forward, _split(st, _STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), True)))
+        _run(lib.ge_forward_many, _split(st, _STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), True)))
         if COUNTERS is not None:
             _count(2.0 * out_rows(rows) * d * d, a, c, h_add, sq_add, s_t, r, W,
                    **({"acc": (out,)} if reduce is not None else {}))
@@ -329,7 +308,7 @@ class _GatedEdgeNative(torch.autograd.Function):
             x.dW = None if dW is None else dW.data_ptr() + j * d * d * esize
             x.dwb = None if dwb is None else dwb.data_ptr() + j * d * esize
             x.db = None if db is None else db.data_ptr() + j * d * esize
-        _run(lib.ge_backward, structs)
+        _run(lib.ge_backward_many, structs)
         if COUNTERS is not None:
             _count(6.0 * out_rows(rows) * d * d, a, c, h_add, sq_add, r, W, dout, dW,
                    acc=[g for k, g in grads.items() if k in ("dhadd", "dsqadd") or getattr(st, k + "_acc", 0)])
@@ -365,12 +344,11 @@ _EU_STRUCTS = {torch.float32: _eu_struct(ctypes.c_float), torch.float64: _eu_str
 
 
 def _split(st, cls, chunks):
-    out = []
-    for lo, hi in chunks:
-        x = cls()
+    """Copies of `st`, one per row range of `chunks`, as one C array (the `_many` entries take it whole)."""
+    out = (cls * len(chunks))()
+    for x, (lo, hi) in zip(out, chunks):
         ctypes.pointer(x)[0] = st
         x.i0_begin, x.i0_end = lo, hi
-        out.append(x)
     return out
 
 
@@ -407,7 +385,7 @@ class _EdgeUpdateNative(torch.autograd.Function):
             keep.append(_point(st, name, t, lead))
         out = torch.empty(*rows, d, dtype=dt)
         st.out = out.data_ptr()
-        _run(lib.eu_forward, _split(st, _EU_STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), True)))
+        _run(lib.eu_forward_many, _split(st, _EU_STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), True)))
         if COUNTERS is not None:
             _count(0.0, *ops.values(), out)
         ctx.save_for_backward(ops["x"], ops["p"], ops["q"])
@@ -447,7 +425,7 @@ class _EdgeUpdateNative(torch.autograd.Function):
             if name == "dx":
                 st.dx_acc = int(acc)
             grads[name] = buf
-        _run(lib.eu_backward, _split(st, _EU_STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), not shared0)))
+        _run(lib.eu_backward_many, _split(st, _EU_STRUCTS[dt], _chunks(rows[0], torch.get_num_threads(), not shared0)))
         if COUNTERS is not None:
             _count(0.0, x, p, q, dout, grads.get("dx") if not st.dx_acc else None,
                    acc=[grads.get("dp"), grads.get("dq")] + ([grads.get("dx")] if st.dx_acc else []))

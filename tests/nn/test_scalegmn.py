@@ -1,6 +1,8 @@
 """ScaleGMN encoder: exact invariance on trained zoo networks, both execution paths, CPU and CUDA."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -302,6 +304,34 @@ def test_native_edge_gate_float32(layout, dtype):
                 assert rel(x, y) < tol
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the process's mapped libraries (Linux)")
+def test_native_kernels_share_torchs_openmp_runtime():
+    """The kernels' row ranges run on torch's own OpenMP threads: the library's OpenMP entry point resolves to
+    the libgomp torch runs on (a second runtime's pool would contend with torch's spinning workers,
+    docs/performance.md). Other packages may load OpenMP runtimes of their own (scikit-learn does)."""
+    import ctypes
+
+    from gmnae.nn import gated_edge_native
+    lib = gated_edge_native.library(torch.float32, 32)
+    if lib is None:
+        pytest.skip("the native gate did not build (no C compiler?)")
+    torch_cpu = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+
+    def runtime_of(handle) -> str:
+        addr = ctypes.cast(handle.GOMP_parallel, ctypes.c_void_p).value
+        for line in open("/proc/self/maps").read().splitlines():
+            span, *rest = line.split()
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            if lo <= addr < hi:
+                return rest[-1]
+        return "?"
+
+    theirs = runtime_of(torch_cpu)
+    if "libgomp" not in theirs:
+        pytest.skip(f"this torch build runs on another OpenMP runtime ({theirs})")
+    assert runtime_of(lib) == theirs
 
 
 @pytest.mark.slow
