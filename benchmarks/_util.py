@@ -21,6 +21,18 @@ def timed(fn, repeat: int = 3, warmup: int = 1) -> float:
     return best
 
 
+def native_bf16(section: str) -> bool:
+    """Whether this CPU has native bf16 matmuls (AMX / avx512_bf16). Without them autocast is emulated, ~15x slower
+    than fp32 (and `trainer.precision: auto` runs fp32): `section` then times fp32 only and says so in one line."""
+    from gmnae.commands.trainer_setup import BF16_CPU_FLAGS, cpu_bf16_flags
+
+    if cpu_bf16_flags():
+        return True
+    print(f"  {section}: bf16 not timed: this CPU has no {'/'.join(BF16_CPU_FLAGS)} (emulated bf16; "
+          "trainer.precision auto runs 32-true here)", flush=True)
+    return False
+
+
 def run_child(module: str, spec: dict) -> tuple[dict, float]:
     """`benchmarks.<module>._child(spec)` in a fresh interpreter (its own thread pool and allocator state), and
     the highest 1-minute load seen before or after it."""

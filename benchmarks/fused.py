@@ -54,10 +54,9 @@ def _model(kind: str, path: str, kernel: str):
         images = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
         loss_fn = lambda prec: distillation_kl(model.arch, params, model(params, codes).float(), images, 4.0,
                                                model._activation(codes))[0].mean()
-    from gmnae.training.optim import fused_adamw_applies
+    from gmnae.training.optim import adamw
 
-    params_list = list(model.parameters())  # AdamW as gmnae train builds it (gmnae/training/optim.py)
-    opt = torch.optim.AdamW(params_list, lr=1e-4, fused=fused_adamw_applies(params_list, "32-true"))
+    opt = adamw(model.parameters(), "32-true", lr=1e-4)
 
     def step(prec):
         opt.zero_grad(set_to_none=True)

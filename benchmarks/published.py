@@ -39,6 +39,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ._util import native_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = {  # name: (reference config, our EncoderConfig factory, d)
@@ -173,7 +175,7 @@ def _child(spec: dict) -> dict:
     import torch
 
     from gmnae.nn import EncoderConfig, ScaleGMNEncoder, gated_edge_compiled
-    from gmnae.training.optim import fused_adamw_applies
+    from gmnae.training.optim import adamw
     from gmnae.weightspace import Architecture
 
     torch.set_num_threads(spec["threads"])
@@ -189,8 +191,7 @@ def _child(spec: dict) -> dict:
     graphs = _reference_graphs(family, batch, conf)
     # each side's optimiser as its training runs it: ours as gmnae.training.optim builds it (torch's fused AdamW
     # on CPU), the reference's as its training scripts call it (torch.optim.AdamW, defaults)
-    opts = {"ours": torch.optim.AdamW(ours.parameters(), lr=1e-3, weight_decay=0.01,
-                                      fused=fused_adamw_applies(ours.parameters(), "bf16-mixed")),
+    opts = {"ours": adamw(ours.parameters(), "bf16-mixed"),
             "reference": torch.optim.AdamW(ref.parameters(), lr=1e-3, weight_decay=0.01)}
     ours.train(), ref.train()
 
@@ -257,15 +258,10 @@ def run(quick: bool = False) -> dict[str, float]:
         print(f"  published: skipped: {why}", flush=True)
         return {}
     out: dict[str, float] = {}
-    from gmnae.commands.trainer_setup import BF16_CPU_FLAGS, cpu_bf16_flags
-
     threads = torch.get_num_threads()
     out["published.threads"] = float(threads)
-    bf16 = bool(cpu_bf16_flags())  # without native bf16 matmuls autocast is emulated (~15x slower): not timed
+    bf16 = native_bf16("published")
     out["published.bf16_native"] = float(bf16)
-    if not bf16:
-        print(f"  published: bf16 not timed: this CPU has no {'/'.join(BF16_CPU_FLAGS)} (emulated bf16; "
-              "trainer.precision auto runs 32-true here)", flush=True)
     gflop_per_network, peak = {}, {}  # per family, from its small batch (FLOPs per network do not depend on it)
     runs = [("cnn", 16), ("cnn", 64)] if quick else [("cnn", 16), ("cnn", 64), ("inr", 32), ("inr", 128)]
     for family, batch in runs:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from ._util import run_child, timed
+from ._util import native_bf16, run_child, timed
 
 RUNS = [("cnn", 16), ("cnn", 64), ("inr", 32), ("inr", 128)]
 
@@ -95,7 +95,7 @@ def _child(spec: dict) -> dict:
     import torch
 
     from gmnae.nn import EncoderConfig, ScaleGMNEncoder
-    from gmnae.training.optim import fused_adamw_applies
+    from gmnae.training.optim import adamw
     from gmnae.weightspace import Architecture
 
     torch.set_num_threads(spec["threads"])
@@ -112,8 +112,7 @@ def _child(spec: dict) -> dict:
     peaks = machine_peaks(sorted(shapes), spec["precisions"])
     results.update({f"peak.{k}": v for k, v in peaks.items()})
     for (family, batch), (arch, enc) in nets.items():
-        opt = torch.optim.AdamW(enc.parameters(), lr=1e-3, weight_decay=0.01,  # as gmnae.training.optim builds it
-                                fused=fused_adamw_applies(enc.parameters(), "bf16-mixed"))
+        opt = adamw(enc.parameters(), "bf16-mixed")
         params = torch.randn(batch, arch.n_params) * 0.1
         for prec in spec["precisions"]:
             def step():
@@ -142,12 +141,7 @@ def _child(spec: dict) -> dict:
 def run(quick: bool = False) -> dict[str, float]:
     import torch
 
-    from gmnae.commands.trainer_setup import BF16_CPU_FLAGS, cpu_bf16_flags
-
-    # without native bf16 matmuls autocast is emulated (~15x slower than fp32): only fp32 is measured
-    precisions = ("fp32", "bf16") if cpu_bf16_flags() else ("fp32",)
-    if len(precisions) == 1:
-        print(f"  roofline: bf16 not measured: this CPU has no {'/'.join(BF16_CPU_FLAGS)}", flush=True)
+    precisions = ("fp32", "bf16") if native_bf16("roofline") else ("fp32",)
     spec = {"threads": torch.get_num_threads(), "runs": RUNS[:1] if quick else RUNS, "precisions": precisions}
     got, load = run_child("roofline", spec)
     out = {f"roofline.{k}": v for k, v in got.items()}

@@ -10,9 +10,8 @@ import torch
 
 def adamw_with_schedule(module: L.LightningModule, o: dict) -> dict:
     """`configure_optimizers` result for `module` from the `optim` config group."""
-    params = list(module.parameters())
-    opt = torch.optim.AdamW(params, lr=o.get("lr", 1e-3), weight_decay=o.get("weight_decay", 0.01),
-                            fused=fused_adamw_applies(params, module.trainer.precision))
+    opt = adamw(module.parameters(), module.trainer.precision, lr=o.get("lr", 1e-3),
+                weight_decay=o.get("weight_decay", 0.01))
     warmup = int(o.get("warmup_steps", 0))
     total = max(int(module.trainer.estimated_stepping_batches), 1)
     schedule, floor = o.get("schedule", "constant"), o.get("min_lr_ratio", 0.05)
@@ -27,6 +26,12 @@ def adamw_with_schedule(module: L.LightningModule, o: dict) -> dict:
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def adamw(params, precision, lr: float = 1e-3, weight_decay: float = 0.01) -> torch.optim.AdamW:
+    """AdamW over `params` as every gmnae module steps it under `precision` (the benchmarks build theirs here too)."""
+    params = list(params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused_adamw_applies(params, precision))
 
 
 def fused_adamw_applies(params, precision) -> bool:
